@@ -1,0 +1,198 @@
+"""A small synthetic English ASR set rendered locally with espeak-ng and sox.
+
+No speech dataset can be downloaded on our machines, yet token-reduction
+experiments need real audio with known transcripts. espeak-ng gives varied,
+repeatable speech (voices x speeds) on which Whisper tiny.en still makes
+errors (~12-15% WER), so there is headroom to measure degradation.
+
+The sentences are our own: 6-15 words, numbers spelled out, no contractions,
+no hyphenated compounds and no words with British/American spelling variants,
+so that reference text and model output compare the same way under both WER
+normalisers (the Whisper one and the paper's lowercase-only one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["SENTENCES", "VOICES", "SPEEDS", "DemoItem", "demo_plan", "build_demo_set"]
+
+SENTENCES: tuple[str, ...] = (
+    "The old lighthouse keeper climbed the stairs every evening before sunset.",
+    "Please remember to water the tomato plants while we are away.",
+    "Our train leaves the station at seven in the morning.",
+    "She bought three loaves of bread and a jar of honey.",
+    "The committee will announce its decision after the summer holidays.",
+    "A cold wind swept across the empty parking lot last night.",
+    "He spent twenty minutes searching for his keys under the sofa.",
+    "The museum opens its new exhibition on ancient maps next week.",
+    "Children were laughing and splashing in the shallow water all afternoon.",
+    "Could you turn down the music while I finish this phone call?",
+    "The bakery on the corner sells fresh bread every single morning.",
+    "Scientists measured the temperature of the lake at four different depths.",
+    "My grandmother keeps a small garden full of herbs and flowers.",
+    "The bus was late again, so we decided to walk home.",
+    "Two small boats drifted slowly along the rocky shore.",
+    "Heavy rain is expected across the northern valleys tomorrow afternoon.",
+    "The teacher asked everyone to read the first chapter by Friday.",
+    "A friendly dog followed us all the way to the village square.",
+    "They painted the kitchen walls a soft shade of yellow.",
+    "The library will be closed for repairs until the end of the month.",
+    "I think the meeting should start a little earlier on Monday.",
+    "Fresh snow covered the mountain road and slowed the traffic.",
+    "The pilot told the passengers to stay in their seats.",
+    "We counted eleven bright stars above the quiet farmhouse.",
+    "His brother fixed the broken bicycle wheel in less than an hour.",
+    "The soup needs more salt and a little black pepper.",
+    "Several birds gathered on the wire outside my bedroom window.",
+    "The students built a simple robot that could follow a line.",
+    "Nobody noticed the clock had stopped until the guests arrived.",
+    "The river rises quickly in spring when the snow begins to melt.",
+    "She wrote a long letter to her cousin who lives abroad.",
+    "Please leave your muddy boots by the door before coming inside.",
+    "The hotel offers a quiet room with a view of the sea.",
+    "A single candle lit the narrow hallway during the storm.",
+    "The farmer sold nine baskets of apples at the market.",
+    "We should pack extra water because the hike is quite long.",
+    "The orchestra rehearsed the final piece until late in the evening.",
+    "Her new job starts on the first day of next month.",
+    "The old bridge was repaired after the flood last autumn.",
+    "He always drinks a cup of tea before going to bed.",
+    "The doctor said the test results would arrive in two days.",
+    "A tall tree fell across the road during the night.",
+    "Our friends are planning a picnic by the lake on Sunday.",
+    "The printer ran out of paper in the middle of the report.",
+    "Five students volunteered to clean the beach on Saturday morning.",
+    "The chef cut the vegetables into thin strips for the salad.",
+    "Every winter the pond freezes and people skate across it.",
+    "The quiet town changed a lot after the factory closed.",
+)
+VOICES: tuple[str, ...] = ("en-us", "en-gb+f3", "en-us+m3", "en-gb+m7")
+SPEEDS: tuple[int, ...] = (150, 165, 180)  # espeak-ng words per minute
+
+_FORMAT_VERSION = 1  # bump when rendering commands change, to invalidate old builds
+_HASH_FILE = ".build_hash"
+_MANIFEST = "manifest.jsonl"
+_WAV_DIR = "wavs"
+
+
+@dataclass(frozen=True)
+class DemoItem:
+    """One utterance to render: its id, transcript, espeak-ng voice and speed."""
+
+    id: str
+    text: str
+    voice: str
+    speed: int
+
+
+def demo_plan(
+    sentences: Sequence[str] = SENTENCES,
+    voices: Sequence[str] = VOICES,
+    speeds: Sequence[int] = SPEEDS,
+) -> list[DemoItem]:
+    """Assign each sentence one voice and speed, cycling so all combinations appear.
+
+    Sentence i gets voice i % V and speed (i // V) % S: with 4 voices and 3
+    speeds every run of 12 sentences covers all 12 voice/speed pairs.
+    """
+    if not sentences or not voices or not speeds:
+        raise ValueError("sentences, voices and speeds must all be non-empty")
+    nv, ns = len(voices), len(speeds)
+    return [
+        DemoItem(f"demo_{i:03d}", text, voices[i % nv], int(speeds[(i // nv) % ns]))
+        for i, text in enumerate(sentences)
+    ]
+
+
+def _plan_hash(plan: list[DemoItem]) -> str:
+    payload = json.dumps({"v": _FORMAT_VERSION, "items": [asdict(p) for p in plan]}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _check_tools() -> None:
+    missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
+    if missing:
+        raise RuntimeError(
+            f"{' and '.join(missing)} not found on PATH; the demo set needs both: "
+            "apt-get install espeak-ng sox"
+        )
+
+
+def _run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}")
+
+
+def _render(item: DemoItem, wav_dir: Path) -> None:
+    """espeak-ng -> 22.05 kHz wav -> sox -> 16 kHz mono 16-bit; atomic rename at the end.
+
+    `sox -R` seeds sox's dither with a fixed value: without it, each build
+    writes different bytes and the set would not be reproducible.
+    """
+    raw, tmp, final = (wav_dir / f".{item.id}.22k.wav", wav_dir / f".{item.id}.16k.wav",
+                       wav_dir / f"{item.id}.wav")
+    try:
+        _run(["espeak-ng", "-v", item.voice, "-s", str(item.speed), "-w", str(raw), item.text])
+        _run(["sox", "-R", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(tmp)])
+        os.replace(tmp, final)
+    finally:
+        raw.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def build_demo_set(
+    out_dir: str | Path,
+    *,
+    sentences: Sequence[str] = SENTENCES,
+    voices: Sequence[str] = VOICES,
+    speeds: Sequence[int] = SPEEDS,
+    force: bool = False,
+    workers: int = 2,
+) -> Path:
+    """Render the demo set into `out_dir` and return its manifest path.
+
+    Skips all work when the stored plan hash matches and every wav exists, so
+    it is cheap to call before every run. The hash file is removed first and
+    written last, so an interrupted build is redone rather than trusted.
+    """
+    out = Path(out_dir)
+    plan = demo_plan(sentences, voices, speeds)
+    digest = _plan_hash(plan)
+    manifest, hash_file, wav_dir = out / _MANIFEST, out / _HASH_FILE, out / _WAV_DIR
+    up_to_date = (
+        manifest.is_file()
+        and hash_file.is_file()
+        and hash_file.read_text().strip() == digest
+        and all((wav_dir / f"{p.id}.wav").is_file() for p in plan)
+    )
+    if up_to_date and not force:
+        return manifest
+    _check_tools()
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    hash_file.unlink(missing_ok=True)
+    wanted = {f"{p.id}.wav" for p in plan}
+    for stale in wav_dir.glob("demo_*.wav"):  # left over from a larger, older plan
+        if stale.name not in wanted:
+            stale.unlink()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(lambda item: _render(item, wav_dir), plan))
+    lines = [
+        json.dumps({"id": p.id, "audio": f"{_WAV_DIR}/{p.id}.wav", "text": p.text,
+                    "voice": p.voice, "speed": p.speed})
+        for p in plan
+    ]
+    tmp_manifest = out / f".{_MANIFEST}.tmp"
+    tmp_manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp_manifest, manifest)
+    hash_file.write_text(digest + "\n")
+    return manifest

@@ -1,0 +1,101 @@
+"""Local JSONL manifests: one utterance per line, validated when loaded.
+
+A manifest is the dataset format every task reads, so a run never needs a
+dataset download: `{"id": ..., "audio": ..., "text": ..., <extra fields>}` per
+line. Structural problems (bad JSON, missing keys, duplicate ids) fail at load
+time with file and line number, before any model time is spent. Missing audio
+files do not: they surface per sample through `Sample.load_audio`, so one bad
+file costs one sample, not the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import read_audio
+
+__all__ = ["ManifestError", "Sample", "load_manifest"]
+
+_RESERVED = ("id", "audio", "text")
+
+
+class ManifestError(ValueError):
+    """A manifest is missing or malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One utterance: absolute audio path, reference text (None if the task has none), extras."""
+
+    id: str
+    audio_path: Path
+    text: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def load_audio(self, sr: int = 16000) -> np.ndarray:
+        """Read this sample's audio as float32 mono at `sr` (raises AudioError)."""
+        return read_audio(self.audio_path, target_sr=sr)
+
+
+def _parse_line(raw: str, where: str, base: Path, require_text: bool) -> Sample:
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from exc
+    if not isinstance(obj, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    required = ("id", "audio", "text") if require_text else ("id", "audio")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}")
+    for key in ("id", "audio"):
+        if not isinstance(obj[key], str) or not obj[key]:
+            raise ManifestError(f"{where}: '{key}' must be a non-empty string, got {obj[key]!r}")
+    text = obj.get("text")
+    if (text is None and require_text) or (text is not None and not isinstance(text, str)):
+        raise ManifestError(f"{where}: 'text' must be a string, got {text!r}")
+    audio = Path(obj["audio"]).expanduser()
+    extra = {k: v for k, v in obj.items() if k not in _RESERVED}
+    return Sample(obj["id"], audio if audio.is_absolute() else base / audio, text, extra)
+
+
+def load_manifest(
+    path: str | Path, limit: int | None = None, *, require_text: bool = True
+) -> list[Sample]:
+    """Load and validate a JSONL manifest; relative audio paths resolve against its folder.
+
+    The whole file is validated even with `limit`, so a quick run with a limit
+    catches the same errors as the full run. Blank lines are skipped.
+    `require_text=False` lets tasks without transcripts omit `text` (or set null).
+    """
+    path = Path(path)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise ManifestError(f"manifest not found: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+    base = path.resolve().parent
+    samples: list[Sample] = []
+    first_line: dict[str, int] = {}
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{lineno}"
+        sample = _parse_line(raw, where, base, require_text)
+        if sample.id in first_line:
+            raise ManifestError(
+                f"{where}: duplicate id {sample.id!r} (first seen on line {first_line[sample.id]})"
+            )
+        first_line[sample.id] = lineno
+        samples.append(sample)
+    if not samples:
+        raise ManifestError(f"{path}: manifest has no samples")
+    return samples if limit is None else samples[:limit]

@@ -1,0 +1,156 @@
+"""Attention that also reports the attention each key receives.
+
+Methods such as FastAdaSP weight tokens by the attention mass they receive
+(summed over all queries and heads). SDPA and flash kernels never materialise
+the probabilities, and switching a whole model to eager attention costs
+memory quadratic in the sequence at every layer. Instead, the engine routes
+only the *reducing* layers' attention modules to :func:`probed_attention`,
+registered with transformers' ``AttentionInterface`` as ``"fastadasp"``.
+At an armed layer it computes exact attention in query chunks of bounded
+memory and accumulates the received mass; everywhere else (other layers,
+decode steps) it calls the model's own implementation unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from transformers import AttentionInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+__all__ = ["AttentionProbe", "probed_attention", "attention_with_received", "PROBE_IMPLEMENTATION"]
+
+PROBE_IMPLEMENTATION = "fastadasp"
+_PROBE_ATTR = "_fastadasp_probe"
+#: bytes of float32 scores one query chunk may hold
+CHUNK_BYTES = 256 * 2**20
+
+
+@dataclass
+class AttentionProbe:
+    """Per attention module: what the engine asked for and what it got."""
+
+    inner: str  # the model's own attention implementation
+    armed: bool = False
+    want_keys: bool = False
+    want_received: bool = False
+    query_valid: Tensor | None = None  # (B, Tq) bool, padded queries excluded from the sums
+    keys: Tensor | None = None  # (B, Tk, Hkv * hd), post-RoPE
+    received: Tensor | None = None  # (B, Tk) float32
+    _saved_config: object = field(default=None, repr=False)
+
+    def arm(self, want_keys: bool, want_received: bool, query_valid: Tensor | None) -> None:
+        self.armed, self.want_keys, self.want_received = True, want_keys, want_received
+        self.query_valid, self.keys, self.received = query_valid, None, None
+
+    def disarm(self) -> tuple[Tensor | None, Tensor | None]:
+        keys, received = self.keys, self.received
+        self.armed, self.query_valid, self.keys, self.received = False, None, None, None
+        return keys, received
+
+
+def attention_with_received(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    scaling: float,
+    is_causal: bool,
+    query_valid: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Exact attention plus the mass each key receives, chunked over queries.
+
+    ``query (B, H, Tq, hd)``, ``key/value (B, Hkv, Tk, hd)`` (grouped-query
+    attention handled without repeating keys). ``attention_mask`` is boolean
+    (True = attend) or additive float, broadcastable to ``(B, 1, Tq, Tk)``.
+    Returns ``(B, Tq, H, hd)`` like transformers' attention functions, and
+    ``(B, Tk)`` received mass in float32.
+    """
+    b, h, tq, hd = query.shape
+    hkv, tk = key.shape[1], key.shape[2]
+    g = h // hkv
+    q = query.view(b, hkv, g, tq, hd)
+    kt = key.unsqueeze(2).transpose(-1, -2)  # (B, Hkv, 1, hd, Tk)
+    v = value.unsqueeze(2)
+    out = query.new_empty(b, hkv, g, tq, hd)
+    received = torch.zeros(b, tk, dtype=torch.float32, device=query.device)
+    chunk = max(1, CHUNK_BYTES // max(1, 4 * b * h * tk))
+    offset = tk - tq
+    key_pos = torch.arange(tk, device=query.device)
+    for s in range(0, tq, chunk):
+        e = min(tq, s + chunk)
+        scores = torch.matmul(q[:, :, :, s:e], kt).float() * scaling  # (B, Hkv, g, c, Tk)
+        if attention_mask is not None:
+            m = attention_mask[..., s:e, :].unsqueeze(2)  # (B, 1, 1, c, Tk)
+            if m.dtype == torch.bool:
+                scores = scores.masked_fill(~m, float("-inf"))
+            else:
+                scores = scores + m.float()
+        if is_causal:
+            q_pos = torch.arange(s, e, device=query.device)[:, None] + offset
+            scores = scores.masked_fill(key_pos[None, :] > q_pos, float("-inf"))
+        probs = torch.softmax(scores, dim=-1).nan_to_num_(0.0)  # fully masked rows -> 0
+        out[:, :, :, s:e] = torch.matmul(probs.to(value.dtype), v)
+        if query_valid is not None:
+            probs = probs * query_valid[:, None, None, s:e, None]
+        received += probs.sum(dim=(1, 2, 3))
+    return out.view(b, h, tq, hd).transpose(1, 2).contiguous(), received
+
+
+def probed_attention(
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[Tensor, None]:
+    """The ``"fastadasp"`` attention implementation (see module docstring)."""
+    probe: AttentionProbe = getattr(module, _PROBE_ATTR)
+    if not probe.armed:
+        inner = ALL_ATTENTION_FUNCTIONS.get_interface(probe.inner, None)
+        if inner is None:
+            raise RuntimeError(f"attention implementation {probe.inner!r} is not available")
+        return inner(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    if probe.want_keys:
+        probe.keys = key.transpose(1, 2).reshape(key.shape[0], key.shape[2], -1)
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    if not probe.want_received:
+        inner = ALL_ATTENTION_FUNCTIONS.get_interface(probe.inner, None)
+        return inner(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    is_causal = kwargs.get("is_causal")
+    is_causal = getattr(module, "is_causal", False) if is_causal is None else is_causal
+    is_causal = bool(is_causal) and attention_mask is None and query.shape[2] > 1
+    out, probe.received = attention_with_received(
+        query, key, value, attention_mask, scale, is_causal, probe.query_valid
+    )
+    return out, None
+
+
+AttentionInterface.register(PROBE_IMPLEMENTATION, probed_attention)
+
+
+def install_probe(attn: nn.Module) -> AttentionProbe:
+    """Route ``attn`` through :func:`probed_attention`; the shared model
+    config is left untouched (the module gets its own shallow copy)."""
+    config = attn.config
+    inner = config._attn_implementation or "eager"
+    if inner not in ("eager", "sdpa") and not inner.startswith("flash") and inner != "flex_attention":
+        raise ValueError(f"attention implementation {inner!r} cannot be probed")
+    probe = AttentionProbe(inner=inner, _saved_config=config)
+    own = copy.copy(config)
+    own._attn_implementation_internal = PROBE_IMPLEMENTATION
+    attn.config = own
+    setattr(attn, _PROBE_ATTR, probe)
+    return probe
+
+
+def remove_probe(attn: nn.Module) -> None:
+    probe: AttentionProbe = getattr(attn, _PROBE_ATTR)
+    attn.config = probe._saved_config
+    delattr(attn, _PROBE_ATTR)

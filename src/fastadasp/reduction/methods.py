@@ -1,0 +1,245 @@
+"""Reduction methods: one small class each, one selection function each.
+
+A method says *where* it acts (a schedule of per-layer ratios: single layer,
+constant or decay from a start layer) and *what* it does at a reducing layer
+(:meth:`ReductionMethod.select`: score tokens or pairs, pick, and return a
+:class:`~fastadasp.reduction.ops.Reduction` plus the merge weights). It knows
+nothing about models: the engine hands it this layer's keys and received
+attention over the sequence, and the span layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .budget import layer_ratios
+from .ops import (
+    Reduction,
+    adjacent_similarity,
+    chain_merge,
+    counts_from_ratio,
+    evict,
+    non_overlapping,
+    pair_segments,
+    segment_lengths,
+    segment_topk,
+)
+
+__all__ = [
+    "LayerInputs",
+    "ReductionMethod",
+    "NoReduction",
+    "FastAdaSPDense",
+    "FastAdaSPSparse",
+    "ATome",
+    "FastV",
+    "RandomMerge",
+    "RandomEvict",
+    "sample_seed",
+]
+
+
+@dataclass
+class LayerInputs:
+    """What a method may look at in one reducing layer (prefill only).
+
+    ``keys (B, T, dk)``: this layer's post-RoPE keys, heads concatenated
+    (``None`` unless the method asks for them); ``attention (B, T)``: the
+    attention mass each token receives, summed over queries and heads
+    (``None`` unless asked for); ``segments (B, T)``: span id or ``-1``;
+    ``ratio (B,)``: this layer's ratio per sample; ``layer``: its index;
+    ``seeds (B,)``: one integer per sample, for reproducible random methods.
+    """
+
+    keys: Tensor | None
+    attention: Tensor | None
+    segments: Tensor
+    ratio: Tensor
+    layer: int
+    seeds: Tensor
+    align_right: bool = False
+
+    def lengths(self) -> Tensor:
+        return segment_lengths(self.segments)
+
+    def counts(self, scale: float = 1.0) -> Tensor:
+        """``floor(n * r * scale)`` per span, ``(B, S)``."""
+        return counts_from_ratio(self.lengths(), self.ratio * scale)
+
+
+def sample_seed(seed: int, sample_key: str) -> int:
+    """A stable 63-bit seed per (method seed, sample), so that a sample's
+    random choices do not depend on its batch or position in it."""
+    digest = hashlib.sha256(f"{seed}:{sample_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _uniform_scores(shape: tuple[int, int], seeds: Tensor, layer: int, device: torch.device) -> Tensor:
+    """Uniform scores, one seeded generator per sample (rows are independent
+    of batch composition)."""
+    rows = []
+    for s in seeds.tolist():
+        g = torch.Generator().manual_seed((int(s) + 1_000_003 * layer) % (2**63 - 1))
+        rows.append(torch.rand(shape[1], generator=g))
+    return torch.stack(rows).to(device)
+
+
+class ReductionMethod:
+    """Base class. Subclasses set the schedule and implement :meth:`select`."""
+
+    name: str = "base"
+    schedule: str = "single"
+    needs_keys: bool = False
+    needs_attention: bool = False
+    #: the budget solver assumes ``floor(n * r)`` removals per span and layer
+    start_layer: int = 0
+
+    def layer_ratios(self, num_layers: int, r: float) -> list[float]:
+        return layer_ratios(self.schedule, num_layers, self.start_layer, r)
+
+    def reducing_layers(self, num_layers: int) -> list[int]:
+        return [i for i, r in enumerate(self.layer_ratios(num_layers, 0.5)) if r > 0]
+
+    def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
+        """Return the reduction to apply at this layer and the merge weights."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Settings that change results (part of any cache or result key)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")} | {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
+
+def _merge_pairs(x: LayerInputs, scores: Tensor, weighted: bool) -> tuple[Reduction, Tensor | None]:
+    """Top-k pairs by score per span, chained, (attention-)weighted average."""
+    chosen = segment_topk(scores, pair_segments(x.segments), x.counts())
+    return chain_merge(chosen, x.align_right), (x.attention if weighted else None)
+
+
+def _evict_lowest(x: LayerInputs, scores: Tensor) -> tuple[Reduction, None]:
+    drop = segment_topk(scores, x.segments, x.counts(), largest=False)
+    return evict(drop, x.align_right), None
+
+
+class NoReduction(ReductionMethod):
+    """Full tokens: the reference every method is compared with."""
+
+    name = "none"
+
+    def layer_ratios(self, num_layers: int, r: float) -> list[float]:
+        if r > 0:
+            raise ValueError("method 'none' cannot reduce FLOPs; use flops=0 or choose a reduction method")
+        return [0.0] * num_layers
+
+    def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
+        raise RuntimeError("method 'none' never reduces")
+
+
+class FastAdaSPDense(ReductionMethod):
+    """FastAdaSP for dense tasks (ASR, ST): weighted merge at every layer from
+    ``start_layer`` with a constant or linearly decaying ratio."""
+
+    name = "fastadasp_dense"
+    needs_keys = True
+
+    def __init__(self, schedule: str = "constant", start_layer: int = 0, weighted: bool = True):
+        if schedule not in ("constant", "decay"):
+            raise ValueError(f"fastadasp_dense schedule must be 'constant' or 'decay', got {schedule!r}")
+        self.schedule, self.start_layer, self.weighted = schedule, start_layer, weighted
+        self.needs_attention = weighted
+
+    def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
+        return _merge_pairs(x, adjacent_similarity(x.keys), self.weighted)
+
+
+class FastAdaSPSparse(ReductionMethod):
+    """FastAdaSP for sparse tasks (ER, AC, SV, AQA, SQA): one weighted merge
+    with a large ratio at a single layer chosen by Transfer Entropy."""
+
+    name = "fastadasp_sparse"
+    needs_keys = True
+
+    def __init__(self, layer: int = 9, weighted: bool = True):
+        self.start_layer, self.weighted = layer, weighted
+        self.needs_attention = weighted
+
+    def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
+        return _merge_pairs(x, adjacent_similarity(x.keys), self.weighted)
+
+
+class ATome(ReductionMethod):
+    """A-ToMe (Li et al. 2023): at every layer from ``start_layer``, take the
+    top ``floor(n * pair_factor * r)`` adjacent pairs by key similarity, keep
+    the left-to-right non-overlapping ones and average each pair (plain mean).
+
+    Uncapped (the paper), a layer removes between ``r*n`` and ``2r*n`` tokens,
+    so the realised FLOPs depend on the audio. ``cap_to_budget`` keeps only
+    the ``floor(n * r)`` most similar of those pairs, so the budget holds.
+    """
+
+    name = "atome"
+    schedule = "constant"
+    needs_keys = True
+
+    def __init__(self, start_layer: int = 0, pair_factor: float = 2.0, cap_to_budget: bool = True):
+        self.start_layer, self.pair_factor, self.cap_to_budget = start_layer, pair_factor, cap_to_budget
+
+    def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
+        sim = adjacent_similarity(x.keys)
+        pair_seg = pair_segments(x.segments)
+        candidates = segment_topk(sim, pair_seg, x.counts(self.pair_factor))
+        chosen = non_overlapping(candidates)
+        if self.cap_to_budget:
+            kept_seg = torch.where(chosen, pair_seg, torch.full_like(pair_seg, -1))
+            chosen = segment_topk(sim, kept_seg, x.counts())
+        return chain_merge(chosen, x.align_right), None
+
+
+class FastV(ReductionMethod):
+    """FastV (Chen et al. 2024) as the paper ran it: at one layer, drop the
+    tokens that receive the least attention."""
+
+    name = "fastv"
+    needs_attention = True
+
+    def __init__(self, layer: int = 9):
+        self.start_layer = layer
+
+    def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
+        return _evict_lowest(x, x.attention)
+
+
+class RandomMerge(ReductionMethod):
+    """Random Merge: FastAdaSP's chaining and attention-weighted average at
+    one layer, with the pairs drawn uniformly at random (seeded per sample)."""
+
+    name = "random_merge"
+    needs_attention = True
+
+    def __init__(self, layer: int = 9, seed: int = 0):
+        self.start_layer, self.seed = layer, seed
+
+    def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
+        b, t = x.segments.shape
+        scores = _uniform_scores((b, t - 1), x.seeds, x.layer, x.segments.device)
+        return _merge_pairs(x, scores, True)
+
+
+class RandomEvict(ReductionMethod):
+    """Random Evict: drop tokens chosen uniformly at random at one layer
+    (seeded per sample)."""
+
+    name = "random_evict"
+
+    def __init__(self, layer: int = 9, seed: int = 0):
+        self.start_layer, self.seed = layer, seed
+
+    def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
+        scores = _uniform_scores(tuple(x.segments.shape), x.seeds, x.layer, x.segments.device)
+        return _evict_lowest(x, scores)
