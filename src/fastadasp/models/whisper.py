@@ -27,7 +27,7 @@ from ..reduction import ReductionMethod, StackSpec
 from .base import Generation, SpeechModel
 from .whisper_decode import greedy_decode
 
-__all__ = ["WhisperModel", "WHISPER_ENCODER_LAYOUT"]
+__all__ = ["WhisperModel", "WHISPER_ENCODER_LAYOUT", "encode_whisper", "whisper_stack_spec"]
 
 
 def _attention(block: nn.Module, normed: Tensor, kwargs: dict) -> Tensor:
@@ -55,6 +55,53 @@ WHISPER_ENCODER_LAYOUT = BlockLayout(
     mlp=_mlp,
     layer_kwargs=_bidirectional_mask,
 )
+
+
+def whisper_stack_spec(config) -> StackSpec:
+    """FLOPs shapes of a Whisper encoder stack."""
+    return StackSpec(
+        num_layers=config.encoder_layers,
+        d_model=config.d_model,
+        num_heads=config.encoder_attention_heads,
+        num_kv_heads=config.encoder_attention_heads,
+        head_dim=config.d_model // config.encoder_attention_heads,
+        ffn_dim=config.encoder_ffn_dim,
+        mlp_matrices=2,
+        causal=False,
+    )
+
+
+@torch.inference_mode()
+def encode_whisper(
+    model: WhisperForConditionalGeneration,
+    features: Tensor,
+    reducer: TokenReducer | None = None,
+    sample_keys: Sequence[str] | None = None,
+) -> tuple[Tensor, Tensor, list[float], list[list[int]]]:
+    """Whisper encoder over the stock modules, reducing when an installed
+    ``reducer`` is given. Returns hidden states ``(B, T', d)``, their validity
+    ``(B, T')`` (samples may keep different numbers of tokens), the realised
+    analytic FLOPs reduction and the tokens entering each layer, per sample."""
+    enc = model.model.encoder
+    x = nn.functional.gelu(enc.conv1(features))
+    x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
+    b, t, _ = x.shape
+    if t > enc.embed_positions.num_embeddings:
+        raise ValueError(f"{t} encoder frames exceed the model's {enc.embed_positions.num_embeddings} positions")
+    x = x + enc.embed_positions.weight[:t]
+    n_layers = len(enc.layers)
+    if reducer is None:
+        for layer in enc.layers:
+            x = layer(x, None)
+        valid = torch.ones(b, t, dtype=torch.bool, device=x.device)
+        return enc.layer_norm(x), valid, [0.0] * b, [[t] * (n_layers + 1) for _ in range(b)]
+    segments = torch.zeros(b, t, dtype=torch.long, device=x.device)  # the whole sequence is audio
+    with reducer.forward_state(segments, sample_keys=sample_keys) as state:
+        for layer in enc.layers:
+            x = layer(x, None)
+        valid, realised = state.valid, reducer.realised(state)
+        tokens = torch.stack(state.tokens, 1).tolist()
+    return enc.layer_norm(x), valid, realised, tokens
 
 
 class WhisperModel(SpeechModel):
@@ -102,17 +149,7 @@ class WhisperModel(SpeechModel):
 
     @property
     def stack_spec(self) -> StackSpec:
-        c = self.model.config
-        return StackSpec(
-            num_layers=c.encoder_layers,
-            d_model=c.d_model,
-            num_heads=c.encoder_attention_heads,
-            num_kv_heads=c.encoder_attention_heads,
-            head_dim=c.d_model // c.encoder_attention_heads,
-            ffn_dim=c.encoder_ffn_dim,
-            mlp_matrices=2,
-            causal=False,
-        )
+        return whisper_stack_spec(self.model.config)
 
     def reducer(self, method: ReductionMethod, budget: Budget) -> TokenReducer:
         return TokenReducer(self.blocks, WHISPER_ENCODER_LAYOUT, method, self.stack_spec, budget)
@@ -122,32 +159,10 @@ class WhisperModel(SpeechModel):
         feats = self.features(list(audios), sampling_rate=16000, return_tensors="pt").input_features
         return feats.to(self.device, self.model.dtype)
 
-    @torch.inference_mode()
     def encode(
         self, features: Tensor, reducer: TokenReducer | None = None, sample_keys: Sequence[str] | None = None
     ) -> tuple[Tensor, Tensor, list[float], list[list[int]]]:
-        """Encoder over the stock modules, reducing when ``reducer`` is given
-        (and installed). Returns hidden states ``(B, T', d)``, their validity
-        ``(B, T')``, the realised FLOPs reduction and tokens per layer."""
-        enc = self.model.model.encoder
-        x = nn.functional.gelu(enc.conv1(features))
-        x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
-        b, t, _ = x.shape
-        if t > enc.embed_positions.num_embeddings:
-            raise ValueError(f"{t} encoder frames exceed the model's {enc.embed_positions.num_embeddings} positions")
-        x = x + enc.embed_positions.weight[:t]
-        segments = torch.zeros(b, t, dtype=torch.long, device=x.device)
-        if reducer is None:
-            for layer in enc.layers:
-                x = layer(x, None)
-            return enc.layer_norm(x), torch.ones(b, t, dtype=torch.bool, device=x.device), [0.0] * b, [[t] * (len(enc.layers) + 1)] * b
-        with reducer.forward_state(segments, sample_keys=sample_keys) as state:
-            for layer in enc.layers:
-                x = layer(x, None)
-            valid = state.valid
-            realised = reducer.realised(state)
-            tokens = torch.stack(state.tokens, 1).tolist()
-        return enc.layer_norm(x), valid, realised, tokens
+        return encode_whisper(self.model, features, reducer, sample_keys)
 
     def generate(
         self,

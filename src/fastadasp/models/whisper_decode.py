@@ -72,7 +72,8 @@ def greedy_decode(
     ``suppress_ids`` are banned at every step, ``suppress_begin_ids`` at the first generated
     step.  Finished rows keep emitting ``eos_id`` until every row is done or
     ``max_new_tokens`` is reached.  ``max_new_tokens`` is capped so that no fed position exceeds
-    the decoder's ``max_target_positions``.
+    the decoder's ``max_target_positions``.  ``output_scores`` keeps each step's raw logits
+    (used by the exactness tests).
     """
     dec = model.model.decoder
     bsz, n, _ = encoder_hidden_states.shape
@@ -84,7 +85,8 @@ def greedy_decode(
     if encoder_mask is not None:
         if encoder_mask.shape != (bsz, n):
             raise ValueError(f"encoder_mask shape {tuple(encoder_mask.shape)} != {(bsz, n)}")
-        cross_mask = _additive_mask(encoder_mask.to(device=device, dtype=torch.bool)[:, None, None, :], dtype)
+        keep = encoder_mask.to(device=device, dtype=torch.bool)
+        cross_mask = _additive_mask(keep[:, None, None, :], dtype)  # (B, 1, 1, n), broadcast over queries
     # Only the prompt step has several queries; later steps attend to the whole cache.
     causal = torch.ones(p, p, dtype=torch.bool, device=device).tril()
     self_mask = _additive_mask(causal[None, None], dtype) if p > 1 else None
@@ -129,5 +131,5 @@ def greedy_decode(
     out = torch.stack(generated, 1).tolist() if generated else [[] for _ in range(bsz)]
     tokens = [row[: row.index(eos_id)] if eos_id in row else row for row in out]
     hit = [eos_id not in row for row in out]
-    loops = [is_repetition_loop(t, h) for t, h in zip(tokens, hit)]
+    loops = [is_repetition_loop(t, capped) for t, capped in zip(tokens, hit)]
     return DecodeResult(tokens, hit, loops, steps, scores if output_scores else None)

@@ -1,0 +1,47 @@
+# FastAdaSP: `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+DEMO_DATA := data/demo_asr/manifest.jsonl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup system-deps data test test-fast demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
+
+system-deps: ## install espeak-ng and sox (Debian) when missing
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q espeak-ng sox)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	@touch $@
+
+setup: system-deps $(STAMP) ## create .venv and install pinned dependencies (torch==2.13.0 first)
+
+data: setup ## build the espeak-ng demo set (data/demo_asr)
+	$(PY) scripts/build_demo_set.py --out data/demo_asr
+
+test: data ## run the test suite (real-model tests included)
+	$(PY) -m pytest -q
+
+test-fast: setup ## tests without the real Whisper tiny.en model
+	$(PY) -m pytest -q -m "not real_model"
+
+demo: data ## full tokens vs FastAdaSP dense at several budgets on the demo set
+	$(PY) scripts/demo.py
+
+bench: data ## encoder speed benchmark: full vs flops=0.5, side by side
+	$(PY) scripts/benchmark_whisper.py
+
+clean: ## remove run outputs (keeps .venv and data)
+	rm -rf outputs multirun .pytest_cache
