@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .budget import layer_ratios
+from .budget import BudgetError, layer_ratios
 from .ops import (
     Reduction,
     adjacent_similarity,
@@ -134,8 +134,11 @@ class NoReduction(ReductionMethod):
 
     def layer_ratios(self, num_layers: int, r: float) -> list[float]:
         if r > 0:
-            raise ValueError("method 'none' cannot reduce FLOPs; use flops=0 or choose a reduction method")
+            raise BudgetError("method 'none' cannot reduce FLOPs; use flops=0 or choose a reduction method")
         return [0.0] * num_layers
+
+    def reducing_layers(self, num_layers: int) -> list[int]:
+        return []
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         raise RuntimeError("method 'none' never reduces")

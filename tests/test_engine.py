@@ -1,0 +1,146 @@
+"""The engine on a tiny random Whisper encoder: exactness, budgets, hooks, batches."""
+
+import pytest
+import torch
+
+from fastadasp.engine import Budget, TokenReducer, attention_with_received
+from fastadasp.engine.attention import PROBE_IMPLEMENTATION
+from fastadasp.models.whisper import WHISPER_ENCODER_LAYOUT, encode_whisper, whisper_stack_spec
+from fastadasp.reduction import (
+    ATome,
+    BudgetError,
+    FastAdaSPDense,
+    FastAdaSPSparse,
+    FastV,
+    NoReduction,
+    RandomEvict,
+    RandomMerge,
+)
+
+ALL_METHODS = [
+    FastAdaSPDense("constant"),
+    FastAdaSPDense("decay"),
+    FastAdaSPDense("constant", weighted=False),
+    FastAdaSPSparse(layer=1),
+    ATome(),
+    FastV(layer=1),
+    RandomMerge(layer=1, seed=3),
+    RandomEvict(layer=1, seed=3),
+]
+
+
+def reducer(whisper, method, flops, **kw):
+    return TokenReducer(whisper.model.encoder.layers, WHISPER_ENCODER_LAYOUT, method,
+                        whisper_stack_spec(whisper.config), Budget(flops, **kw))
+
+
+def run(whisper, feats, method, flops, keys=None, **kw):
+    with reducer(whisper, method, flops, **kw) as red:
+        return encode_whisper(whisper, feats, red, keys)
+
+
+def test_own_encoder_forward_equals_stock(tiny_whisper, features):
+    with torch.inference_mode():
+        stock = tiny_whisper.model.encoder(features).last_hidden_state
+    ours, valid, realised, _ = encode_whisper(tiny_whisper, features)
+    assert torch.equal(ours, stock) and bool(valid.all()) and realised == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("method", [NoReduction(), FastAdaSPDense()])
+def test_flops_zero_is_identical_to_full_tokens(tiny_whisper, features, method):
+    full, *_ = encode_whisper(tiny_whisper, features)
+    reduced, valid, realised, tokens = run(tiny_whisper, features, method, 0.0)
+    assert torch.equal(full, reduced) and realised == [0.0, 0.0] and tokens[0] == [1500] * 5
+
+
+def test_method_none_with_a_budget_is_an_error(tiny_whisper, features):
+    with pytest.raises(BudgetError, match="cannot reduce"):
+        run(tiny_whisper, features, NoReduction(), 0.3)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS, ids=lambda m: f"{m.name}-{getattr(m, 'schedule', '')}")
+@pytest.mark.parametrize("flops", [0.3, 0.5])
+def test_every_method_meets_the_flops_budget(tiny_whisper, features, method, flops):
+    hidden, valid, realised, tokens = run(tiny_whisper, features, method, flops)
+    for r in realised:
+        assert flops <= r <= flops + 0.01, (method, realised)
+    assert hidden.shape[1] == int(valid.sum(1).max())
+    assert all(t[-1] < 1500 for t in tokens)
+
+
+def test_uncapped_atome_realises_between_r_and_2r(tiny_whisper, features):
+    capped = run(tiny_whisper, features, ATome(cap_to_budget=True), 0.3)[3]
+    uncapped = run(tiny_whisper, features, ATome(cap_to_budget=False), 0.3)[3]
+    for c, u in zip(capped, uncapped):
+        first_r = (1500 - c[1]) / 1500
+        assert first_r * 1500 <= 1500 - u[1] <= 2 * first_r * 1500 + 1
+
+
+def test_paper_budget_uses_one_ratio_and_reports_realised(tiny_whisper, features):
+    _, _, realised, tokens = run(tiny_whisper, features, FastAdaSPSparse(layer=1), 0.3, model="paper")
+    r = 1 - (4 * 0.7 - 2) / 2  # closed form, N=4, L=1
+    assert tokens[0][2] == 1500 - int(1500 * r)
+    assert realised[0] != pytest.approx(0.3, abs=1e-3)  # analytic FLOPs differ from the token-layer model
+
+
+def test_context_manager_restores_the_model(tiny_whisper, features):
+    enc = tiny_whisper.model.encoder
+    config = tiny_whisper.config
+    before = encode_whisper(tiny_whisper, features)[0]
+    with reducer(tiny_whisper, FastAdaSPDense(), 0.5):
+        assert "forward" in vars(enc.layers[0])
+        assert enc.layers[0].self_attn.config._attn_implementation == PROBE_IMPLEMENTATION
+        assert config._attn_implementation == "sdpa"  # the shared config is never touched
+        # outside a forward_state the wrapped blocks run stock code
+        assert torch.equal(encode_whisper(tiny_whisper, features)[0], before)
+    for layer in enc.layers:
+        assert "forward" not in vars(layer)
+        assert layer.self_attn.config is config
+        assert not hasattr(layer.self_attn, "_fastadasp_probe")
+    assert torch.equal(encode_whisper(tiny_whisper, features)[0], before)
+
+
+def test_random_methods_are_seeded_and_batch_independent(tiny_whisper, features):
+    method = RandomEvict(layer=1, seed=7)
+    a = run(tiny_whisper, features, method, 0.3, keys=["x", "y"])[0]
+    b = run(tiny_whisper, features, method, 0.3, keys=["x", "y"])[0]
+    assert torch.equal(a, b)
+    alone = run(tiny_whisper, features[1:], method, 0.3, keys=["y"])[0]
+    assert torch.allclose(a[1], alone[0], atol=1e-5)
+    other = run(tiny_whisper, features, RandomEvict(layer=1, seed=8), 0.3, keys=["x", "y"])[0]
+    assert not torch.allclose(a, other)
+
+
+@pytest.mark.parametrize("method", [FastAdaSPDense(), ATome(cap_to_budget=False), FastV(layer=1)],
+                         ids=lambda m: m.name)
+def test_batched_equals_one_by_one(tiny_whisper, features, method):
+    """Samples may keep different token counts (A-ToMe uncapped): padding masks keep
+    every sample's output equal to running it alone."""
+    hidden, valid, realised, tokens = run(tiny_whisper, features, method, 0.4)
+    for i in range(features.shape[0]):
+        alone, valid_i, realised_i, tokens_i = run(tiny_whisper, features[i : i + 1], method, 0.4, keys=[str(i)])
+        n = int(valid[i].sum())
+        assert n == alone.shape[1] and tokens[i] == tokens_i[0]
+        assert torch.allclose(hidden[i][valid[i]], alone[0], atol=1e-4)
+
+
+def test_probed_attention_matches_explicit_softmax():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 7, 8), torch.randn(2, 2, 7, 8), torch.randn(2, 2, 7, 8)
+    mask = torch.ones(2, 1, 7, 7, dtype=torch.bool)
+    mask[1, ..., 5:] = False  # sample 1: last two keys are padding
+    valid = torch.ones(2, 7, dtype=torch.bool)
+    valid[1, 5:] = False
+    for causal in (False, True):
+        out, received = attention_with_received(q, k, v, mask, 0.3, causal, valid)
+        kr, vr = k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)
+        scores = (q @ kr.transpose(-1, -2)) * 0.3
+        scores = scores.masked_fill(~mask, float("-inf"))
+        if causal:
+            scores = scores.masked_fill(torch.ones(7, 7, dtype=torch.bool).triu(1), float("-inf"))
+        p = scores.softmax(-1)
+        ref_out = (p @ vr).transpose(1, 2)
+        ref_rec = (p * valid[:, None, :, None]).sum(dim=(1, 2))
+        assert torch.allclose(out[valid], ref_out[valid], atol=1e-5)
+        assert torch.allclose(received, ref_rec, atol=1e-5)
+        assert torch.all(received[1, 5:] == 0)
