@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         raise TypeError(f"the demo expects a WhisperModel, the config gave {type(model).__name__}")
     samples = demo_samples(args.data, limit=args.limit)
     print(f"model: {model.name} | {len(samples)} utterances | torch threads {torch.get_num_threads()}")
+    model.encode(model.featurize([samples[0].load_audio(16000)]))  # warm-up, so run 1's encoder time is not a cold start
 
     rows = []
     for label, cfg in configs:

@@ -144,10 +144,25 @@ def evaluate(
     return metrics
 
 
+def _instantiate(node: Any) -> Any:
+    """Hydra's instantiate, but the caller sees the target's own error (a bad
+    manifest line, an unknown schedule), not Hydra's wrapper around it."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, (ValueError, FileNotFoundError, RuntimeError)):
+            raise exc.__cause__ from exc
+        raise
+
+
 def main(cfg) -> dict[str, Any]:
     """Entry point behind ``run.py``: instantiate the config groups, evaluate, log."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
+    instantiate = _instantiate
 
     task = Task(
         name=cfg.task.name,

@@ -3,7 +3,11 @@
 No speech dataset can be downloaded on our machines, yet token-reduction
 experiments need real audio with known transcripts. espeak-ng gives varied,
 repeatable speech (voices x speeds) on which Whisper tiny.en still makes
-errors (~12-15% WER), so there is headroom to measure degradation.
+errors (18% corpus WER at full tokens), so there is headroom to measure
+degradation. Voices were chosen by measurement: other espeak-ng variants
+(en-us+m3, en-gb+m7, en-gb+f2, en-us+f1...) swung between 15% and 36% WER
+from one sentence subset to the next, which would make the set a test of
+espeak's intelligibility rather than of token reduction.
 
 The sentences are our own: 6-15 words, numbers spelled out, no contractions,
 no hyphenated compounds and no words with British/American spelling variants,
@@ -75,8 +79,8 @@ SENTENCES: tuple[str, ...] = (
     "Every winter the pond freezes and people skate across it.",
     "The quiet town changed a lot after the factory closed.",
 )
-VOICES: tuple[str, ...] = ("en-us", "en-gb+f3", "en-us+m3", "en-gb+m7")
-SPEEDS: tuple[int, ...] = (150, 165, 180)  # espeak-ng words per minute
+VOICES: tuple[str, ...] = ("en-us", "en-gb+f3")
+SPEEDS: tuple[int, ...] = (130, 145, 160)  # espeak-ng words per minute
 
 _FORMAT_VERSION = 1  # bump when rendering commands change, to invalidate old builds
 _HASH_FILE = ".build_hash"
@@ -101,8 +105,8 @@ def demo_plan(
 ) -> list[DemoItem]:
     """Assign each sentence one voice and speed, cycling so all combinations appear.
 
-    Sentence i gets voice i % V and speed (i // V) % S: with 4 voices and 3
-    speeds every run of 12 sentences covers all 12 voice/speed pairs.
+    Sentence i gets voice i % V and speed (i // V) % S: every run of V * S
+    sentences covers all voice/speed pairs (2 x 3 by default).
     """
     if not sentences or not voices or not speeds:
         raise ValueError("sentences, voices and speeds must all be non-empty")

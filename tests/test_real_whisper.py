@@ -1,0 +1,69 @@
+"""Real pretrained Whisper tiny.en on the espeak-ng demo set (48 utterances).
+
+The only way to check that reduction keeps a real model working. WERs here are
+real measurements on a small synthetic set: thresholds, not results.
+"""
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from fastadasp.data.demo_set import demo_samples
+from fastadasp.engine import Budget
+from fastadasp.metrics.wer import corpus_wer
+from fastadasp.reduction import FastAdaSPDense, NoReduction, RandomEvict
+from fastadasp.runner import Task, evaluate
+
+pytestmark = pytest.mark.real_model
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    from fastadasp.models.whisper import WhisperModel
+
+    return WhisperModel()
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return demo_samples(ROOT / "data" / "demo_asr")
+
+
+@pytest.fixture(scope="module")
+def asr():
+    return Task("asr", {"whisper_en": "<|startoftranscript|><|notimestamps|>"},
+                functools.partial(corpus_wer, normalizer="whisper_en"), 128)
+
+
+@pytest.fixture(scope="module")
+def results(whisper, samples, asr, tmp_path_factory):
+    runs = {
+        "full": (NoReduction(), 0.0),
+        "dense_0.3": (FastAdaSPDense(), 0.3),
+        "dense_0.5": (FastAdaSPDense(), 0.5),
+        "evict_0.5": (RandomEvict(layer=1, seed=0), 0.5),
+    }
+    out = tmp_path_factory.mktemp("real")
+    return {name: evaluate(whisper, asr, samples, m, Budget(f), out / name, batch_size=8, log=lambda s: None)
+            for name, (m, f) in runs.items()}
+
+
+def test_full_token_wer_below_20(results):
+    assert results["full"]["num_samples"] == 48
+    assert results["full"]["metrics"]["wer"] < 20.0
+
+
+def test_dense_at_30_percent_stays_within_2_wer_points(results):
+    assert results["dense_0.3"]["metrics"]["wer"] <= results["full"]["metrics"]["wer"] + 2.0
+
+
+def test_random_evict_is_worse_than_fastadasp_at_50_percent(results):
+    assert results["evict_0.5"]["metrics"]["wer"] > results["dense_0.5"]["metrics"]["wer"]
+
+
+@pytest.mark.parametrize("name,target", [("dense_0.3", 0.3), ("dense_0.5", 0.5), ("evict_0.5", 0.5)])
+def test_realised_flops_within_001_of_target_on_the_real_encoder(results, name, target):
+    r = results[name]
+    assert target <= r["flops_realized_min"] and r["flops_realized_max"] <= target + 0.01
