@@ -1,6 +1,16 @@
 """Applies reduction methods inside the blocks of unmodified HF models."""
 
 from .attention import attention_with_received
-from .reducer import BlockLayout, Budget, ReductionState, TokenReducer
+from .policies import BidirectionalPolicy, CausalPolicy
+from .reducer import BlockLayout, Budget, CostReport, ReductionState, TokenReducer
 
-__all__ = ["BlockLayout", "Budget", "ReductionState", "TokenReducer", "attention_with_received"]
+__all__ = [
+    "BidirectionalPolicy",
+    "BlockLayout",
+    "Budget",
+    "CausalPolicy",
+    "CostReport",
+    "ReductionState",
+    "TokenReducer",
+    "attention_with_received",
+]

@@ -38,13 +38,14 @@ class AttentionProbe:
     armed: bool = False
     want_keys: bool = False
     want_received: bool = False
+    per_head: bool = False
     query_valid: Tensor | None = None  # (B, Tq) bool, padded queries excluded from the sums
     keys: Tensor | None = None  # (B, Tk, Hkv * hd), post-RoPE
     received: Tensor | None = None  # (B, Tk) float32
     _saved_config: object = field(default=None, repr=False)
 
-    def arm(self, want_keys: bool, want_received: bool, query_valid: Tensor | None) -> None:
-        self.armed, self.want_keys, self.want_received = True, want_keys, want_received
+    def arm(self, want_keys: bool, want_received: bool, query_valid: Tensor | None, per_head: bool = False) -> None:
+        self.armed, self.want_keys, self.want_received, self.per_head = True, want_keys, want_received, per_head
         self.query_valid, self.keys, self.received = query_valid, None, None
 
     def disarm(self) -> tuple[Tensor | None, Tensor | None]:
@@ -61,6 +62,7 @@ def attention_with_received(
     scaling: float,
     is_causal: bool,
     query_valid: Tensor | None = None,
+    per_head: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Exact attention plus the mass each key receives, chunked over queries.
 
@@ -68,7 +70,8 @@ def attention_with_received(
     attention handled without repeating keys). ``attention_mask`` is boolean
     (True = attend) or additive float, broadcastable to ``(B, 1, Tq, Tk)``.
     Returns ``(B, Tq, H, hd)`` like transformers' attention functions, and
-    ``(B, Tk)`` received mass in float32.
+    the received mass in float32: ``(B, Tk)`` summed over heads, or
+    ``(B, H, Tk)`` with ``per_head`` (H2O keeps heavy hitters per head).
     """
     b, h, tq, hd = query.shape
     hkv, tk = key.shape[1], key.shape[2]
@@ -77,7 +80,7 @@ def attention_with_received(
     kt = key.unsqueeze(2).transpose(-1, -2)  # (B, Hkv, 1, hd, Tk)
     v = value.unsqueeze(2)
     out = query.new_empty(b, hkv, g, tq, hd)
-    received = torch.zeros(b, tk, dtype=torch.float32, device=query.device)
+    received = torch.zeros(b, hkv, g, tk, dtype=torch.float32, device=query.device)
     budget = CHUNK_BYTES.get(query.device.type, CHUNK_BYTES["default"])
     chunk = max(1, budget // max(1, 4 * b * h * tk))
     offset = tk - tq
@@ -101,7 +104,8 @@ def attention_with_received(
         out[:, :, :, s:e] = torch.matmul(probs.to(value.dtype), v)
         if query_valid is not None:
             probs = probs * query_valid[:, None, None, s:e, None]
-        received += probs.sum(dim=(1, 2, 3))
+        received += probs.sum(dim=3)
+    received = received.view(b, h, tk) if per_head else received.sum(dim=(1, 2))
     return out.view(b, h, tq, hd).transpose(1, 2).contiguous(), received
 
 
@@ -132,7 +136,7 @@ def probed_attention(
     is_causal = getattr(module, "is_causal", False) if is_causal is None else is_causal
     is_causal = bool(is_causal) and attention_mask is None and query.shape[2] > 1
     out, probe.received = attention_with_received(
-        query, key, value, attention_mask, scale, is_causal, probe.query_valid
+        query, key, value, attention_mask, scale, is_causal, probe.query_valid, probe.per_head
     )
     return out, None
 

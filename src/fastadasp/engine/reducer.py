@@ -3,17 +3,19 @@
 :class:`TokenReducer` is a context manager (kvpress style): on enter it wraps
 each block's ``forward`` and routes the reducing layers' attention modules
 through the probe of :mod:`.attention`; on exit it restores both exactly.
-Per forward, one :class:`ReductionState` carries what changes as the sequence
-shrinks: span ids, validity (padding), original positions and the tokens
-each layer saw. Blocks never reduce while no state is active, so decode steps
-and unrelated forwards run the stock code.
+:meth:`TokenReducer.forward_state` activates reduction for one encoder
+forward or one whole ``generate()`` call; one :class:`ReductionState`
+carries what changes as the sequence shrinks: span ids, validity (padding),
+positions, the tokens each layer saw and, for decoder stacks, each layer's
+cache validity. Blocks run the stock code whenever no state is active.
 
-The block layout (which submodule is which) is given by the model adapter;
-the engine knows pre-norm blocks, not model names:
+The block layout (which submodule is which) comes from the model adapter,
+the per-layer masks and positions from a policy (:mod:`.policies`); the
+engine knows pre-norm blocks, not model names:
 
     x = h + Attn(attn_norm(h))      # full sequence, probed if reducing
     x = reduce(x)                   # between attention and MLP (SPEC s.1)
-    out = x + MLP(mlp_norm(x))      # shorter sequence
+    out = x + MLP(mlp_norm(x))      # shorter sequence; later caches shorter
 """
 
 from __future__ import annotations
@@ -33,15 +35,18 @@ from ..reduction import (
     ReductionMethod,
     StackSpec,
     TokenLayout,
+    decode_step_flops,
     flops_reduction,
+    kv_cache_bytes,
     sample_seed,
     solve_ratio,
     solve_ratio_flops,
 )
 from ..reduction.ops import Reduction, segment_lengths
 from .attention import AttentionProbe, install_probe, remove_probe
+from .policies import BidirectionalPolicy, CausalPolicy
 
-__all__ = ["BlockLayout", "Budget", "ReductionState", "TokenReducer"]
+__all__ = ["BlockLayout", "Budget", "ReductionState", "TokenReducer", "CostReport"]
 
 
 @dataclass(frozen=True)
@@ -50,26 +55,25 @@ class BlockLayout:
 
     ``attention(block, normed, kwargs)`` runs the attention sublayer and
     returns its output (no residual); ``mlp(block, x)`` runs norm + MLP and
-    returns its output (no residual); ``layer_kwargs(state, kwargs)`` rewrites
-    the block's keyword arguments (mask, positions) for the current, possibly
-    shortened, sequence.
+    returns its output (no residual).
     """
 
     attn_norm: str
     attn: str
     attention: Callable[[nn.Module, Tensor, dict], Tensor]
     mlp: Callable[[nn.Module, Tensor], Tensor]
-    layer_kwargs: Callable[["ReductionState", dict], dict]
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A FLOPs-reduction target and the model that maps it to ratios.
+    """A reduction target and the model that maps it to ratios.
 
     ``model="flops"``: analytic FLOPs of the stack, solved per sample so the
-    realised reduction meets ``flops``. ``model="paper"``: the authors'
-    token-layer model, one ratio for all samples (``search`` as in
-    :func:`~fastadasp.reduction.solve_ratio`).
+    realised reduction meets ``flops`` (for KV-cache methods such as H2O,
+    which leave prefill unchanged: the fraction of KV entries evicted).
+    ``model="paper"``: the authors' token-layer model, one ratio for all
+    samples (``search`` as in :func:`~fastadasp.reduction.solve_ratio`); for
+    H2O the ratio is ``flops`` itself (keep = 1 - reduce).
     """
 
     flops: float = 0.0
@@ -83,8 +87,17 @@ class Budget:
     def base_ratio(self, method: ReductionMethod, spec: StackSpec, layout: TokenLayout) -> float:
         if self.flops == 0:
             return 0.0
-        if method.name == "none" or not method.reducing_layers(spec.num_layers):
+        if not method.reducing_layers(spec.num_layers):
             raise BudgetError(f"method {method.name!r} cannot reduce FLOPs; use flops=0")
+        if method.acts_on == "kv_cache":
+            audio = sum(layout.spans)
+            r = self.flops if self.model == "paper" else self.flops * layout.total / max(audio, 1)
+            if r >= 1:
+                raise BudgetError(
+                    f"{method.name}: evicting {self.flops:.0%} of {layout.total} cache entries needs more than the "
+                    f"{audio} audio entries; the largest feasible reduction is {(audio - 1) / layout.total:.4f}"
+                )
+            return r
         if self.model == "paper":
             return solve_ratio(spec.num_layers, method.start_layer, method.schedule, self.flops, self.search)
         return solve_ratio_flops(spec, layout, method.schedule, method.start_layer, self.flops)
@@ -92,21 +105,37 @@ class Budget:
 
 @dataclass
 class ReductionState:
-    """Per-forward state of a reducing prefill, shared by all blocks."""
+    """Per-forward (or per-generate) state shared by all blocks."""
 
     segments: Tensor  # (B, T) span id or -1
     valid: Tensor  # (B, T) bool, False = padding
-    positions: Tensor  # (B, T) original position of each (group's first) token
+    positions: Tensor | None  # (B, T) position of each (group's first) token
     ratios: Tensor  # (B, num_layers) float64
     seeds: Tensor  # (B,) int64
     align_right: bool = False
+    mode: str = "prefill"  # then "decode" once the last layer has run the prefill
     tokens: list[Tensor] = field(default_factory=list)  # tokens entering layer l, (B,)
-    extra: dict = field(default_factory=dict)  # adapter-owned per-forward data (e.g. rotary cache)
+    cache_valid: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, c_l) bool
+    kv_keep: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, H, c_l) bool (H2O)
     reductions: dict[int, Reduction] = field(default_factory=dict)
+    last_position: Tensor | None = None  # (B,) position of the last prompt token
+    extra: dict = field(default_factory=dict)  # policy-owned cache (masks, rotary)
 
     @property
     def reduced(self) -> bool:
         return bool(self.reductions)
+
+    @property
+    def batch(self) -> int:
+        return self.valid.shape[0]
+
+    def expand(self, times: int) -> None:
+        """Beam search repeats each sample ``times`` times before prefill."""
+        for name in ("segments", "valid", "positions", "ratios", "seeds"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.repeat_interleave(times, dim=0))
+        self.tokens = [t.repeat_interleave(times, dim=0) for t in self.tokens]
 
     def advance(self, layer: int, red: Reduction) -> None:
         self.segments = red.take_first(self.segments, fill=-1)
@@ -116,6 +145,21 @@ class ReductionState:
         kept = self.valid.sum(1)
         for later in range(layer + 1, len(self.tokens)):
             self.tokens[later] = kept
+
+
+@dataclass
+class CostReport:
+    """Realised analytic costs of one sample (see :mod:`fastadasp.reduction.flops`)."""
+
+    prefill_flops_reduction: float
+    decode_flops_reduction: float
+    kv_bytes_full: float
+    kv_bytes: float
+    tokens_per_layer: list[int]
+
+    @property
+    def kv_reduction(self) -> float:
+        return 1.0 - self.kv_bytes / self.kv_bytes_full if self.kv_bytes_full else 0.0
 
 
 class TokenReducer:
@@ -128,15 +172,19 @@ class TokenReducer:
         method: ReductionMethod,
         spec: StackSpec,
         budget: Budget = Budget(),
+        policy: BidirectionalPolicy | CausalPolicy | None = None,
         seed: int | None = None,
         profile: bool = False,
     ):
         """``profile=True`` accumulates the time spent matching and merging
         (not the attention) in ``machinery_s``; it synchronises the device."""
-        self.profile, self.machinery_s = profile, 0.0
         self.blocks, self.layout, self.method, self.spec, self.budget = list(blocks), layout, method, spec, budget
+        self.policy = policy or BidirectionalPolicy()
+        if self.policy.causal != spec.causal:
+            raise ValueError("the stack spec and the mask policy disagree on causality")
         self.seed = getattr(method, "seed", 0) if seed is None else seed
         self.reducing = set(method.reducing_layers(spec.num_layers)) if budget.flops > 0 else set()
+        self.profile, self.machinery_s = profile, 0.0
         self.state: ReductionState | None = None
         self._probes: dict[int, AttentionProbe] = {}
         self._installed = False
@@ -145,18 +193,20 @@ class TokenReducer:
     def __enter__(self) -> "TokenReducer":
         if self._installed:
             raise RuntimeError("TokenReducer is already installed")
-        if self.budget.flops > 0 and self.method.name == "none":
-            raise BudgetError("method 'none' cannot reduce FLOPs; use flops=0")
+        if self.budget.flops > 0 and not self.method.reducing_layers(self.spec.num_layers):
+            raise BudgetError(f"method {self.method.name!r} cannot reduce FLOPs; use flops=0")
+        if self.method.acts_on == "kv_cache" and not self.spec.causal:
+            raise ValueError(f"{self.method.name} evicts KV-cache entries: it needs a decoder stack with a cache")
         for i, block in enumerate(self.blocks):
-            block.forward = self._wrap(i, block, block.forward)
             if i in self.reducing:
                 self._probes[i] = install_probe(block.get_submodule(self.layout.attn))
+            block.forward = self._wrap(i, block, block.forward)
         self._installed = True
         return self
 
     def __exit__(self, *exc) -> None:
         for i, block in enumerate(self.blocks):
-            del block.forward  # drops the instance attribute: the class forward is back
+            vars(block).pop("forward", None)  # the class forward is back
             if i in self._probes:
                 remove_probe(block.get_submodule(self.layout.attn))
         self._probes.clear()
@@ -165,10 +215,11 @@ class TokenReducer:
     # -- per forward --------------------------------------------------------
     def plan(self, layouts: Sequence[TokenLayout]) -> Tensor:
         """Per-sample per-layer ratios ``(B, num_layers)`` for these samples."""
+        n = self.spec.num_layers
         rows = []
         for layout in layouts:
             r = self.budget.base_ratio(self.method, self.spec, layout) if self.reducing else 0.0
-            rows.append(self.method.layer_ratios(self.spec.num_layers, r) if r > 0 else [0.0] * self.spec.num_layers)
+            rows.append(self.method.layer_ratios(n, r) if r > 0 else [0.0] * n)
         return torch.tensor(rows, dtype=torch.float64)
 
     @contextmanager
@@ -176,32 +227,34 @@ class TokenReducer:
         self,
         segments: Tensor,
         valid: Tensor | None = None,
-        positions: Tensor | None = None,
         sample_keys: Sequence[str] | None = None,
-        align_right: bool = False,
+        align_right: bool | None = None,
     ) -> Iterator[ReductionState]:
-        """Activate reduction for one prefill over a sequence laid out as
-        ``segments (B, T)`` (span ids, ``-1`` = untouchable)."""
+        """Activate reduction for one encoder forward or one ``generate()``
+        over a prompt laid out as ``segments (B, T)`` (span id per position,
+        ``-1`` = text or padding, never touched)."""
+        if not self._installed:
+            raise RuntimeError("install the TokenReducer first: `with reducer, reducer.forward_state(...)`")
         b, t = segments.shape
-        valid = torch.ones_like(segments, dtype=torch.bool) if valid is None else valid
-        if positions is None:
-            positions = (valid.long().cumsum(1) - 1).clamp_min(0)
+        valid = torch.ones_like(segments, dtype=torch.bool) if valid is None else valid.bool()
+        segments = torch.where(valid, segments, torch.full_like(segments, -1))
         spans = segment_lengths(segments)
         layouts = [
             TokenLayout(int(valid[i].sum() - spans[i].sum()), tuple(int(n) for n in spans[i] if n > 0))
             for i in range(b)
         ]
         keys = [str(i) for i in range(b)] if sample_keys is None else list(sample_keys)
-        seeds = torch.tensor([sample_seed(self.seed, k) for k in keys], dtype=torch.long)
-        counts = valid.sum(1)
+        if len(keys) != b:
+            raise ValueError(f"{len(keys)} sample keys for a batch of {b}")
+        positions = None if self.spec.causal else (valid.long().cumsum(1) - 1).clamp_min(0)
         self.state = ReductionState(
             segments=segments,
             valid=valid,
             positions=positions,
             ratios=self.plan(layouts),
-            seeds=seeds,
-            align_right=align_right,
-            tokens=[counts] * (self.spec.num_layers + 1),
+            seeds=torch.tensor([sample_seed(self.seed, k) for k in keys], dtype=torch.long),
+            align_right=self.spec.causal if align_right is None else align_right,
+            tokens=[valid.sum(1)] * (self.spec.num_layers + 1),
         )
         try:
             yield self.state
@@ -209,54 +262,125 @@ class TokenReducer:
             self.state = None
 
     def realised(self, state: ReductionState) -> list[float]:
-        """Realised analytic FLOPs reduction per sample for a finished prefill."""
+        """Realised analytic prefill FLOPs reduction per sample."""
         tokens = torch.stack(state.tokens, dim=1).tolist()
         return [flops_reduction(self.spec, row, row[0]) for row in tokens]
+
+    def costs(self, state: ReductionState, generated: Sequence[int], bytes_per_value: int = 2) -> list[CostReport]:
+        """Prefill and decode FLOPs and KV-cache bytes per row, given how many
+        tokens each row generated (the first one comes from the prefill)."""
+        spec, n = self.spec, self.spec.num_layers
+        tokens = torch.stack(state.tokens, dim=1)
+        reports = []
+        for i, g in enumerate(generated):
+            full = int(tokens[i, 0])
+            cache = [float(tokens[i, layer]) for layer in range(n)]
+            for layer, keep in state.kv_keep.items():  # entries every head still attends, on average
+                cache[layer] = float(keep[i, :, : keep.shape[2] - max(g - 1, 0)].float().sum(-1).mean())
+            steps = max(g - 1, 0)
+            dec_full = sum(decode_step_flops(spec, [full + s] * n) for s in range(steps))
+            dec = sum(decode_step_flops(spec, [c + s for c in cache]) for s in range(steps))
+            final = max(g - 1, 0)
+            reports.append(
+                CostReport(
+                    prefill_flops_reduction=flops_reduction(spec, tokens[i].tolist(), full),
+                    decode_flops_reduction=1 - dec / dec_full if dec_full else 0.0,
+                    kv_bytes_full=kv_cache_bytes(spec, [full + final] * n, bytes_per_value),
+                    kv_bytes=kv_cache_bytes(spec, [c + final for c in cache], bytes_per_value),
+                    tokens_per_layer=[int(x) for x in tokens[i].tolist()],
+                )
+            )
+        return reports
 
     # -- the block wrapper ----------------------------------------------------
     def _wrap(self, index: int, block: nn.Module, original: Callable) -> Callable:
         params = list(inspect.signature(original).parameters)[1:]  # after hidden_states
+        last = len(self.blocks) - 1
 
         def forward(hidden_states: Tensor, *args, **kwargs) -> Tensor:
             state = self.state
             if state is None:
                 return original(hidden_states, *args, **kwargs)
             kwargs = {**dict(zip(params, args)), **kwargs}
-            kwargs = self.layout.layer_kwargs(state, kwargs)
-            if index not in self.reducing or not bool((state.ratios[:, index] > 0).any()):
+            if state.mode == "decode":
+                return original(hidden_states, **self.policy.decode(state, kwargs, index, hidden_states))
+            if index == 0:
+                self._begin_prefill(state, hidden_states)
+            kwargs = self.policy.prefill(state, kwargs, index, hidden_states)
+            if self.spec.causal:
+                state.cache_valid[index] = state.valid  # what this layer's cache will hold
+            try:
+                if index in self.reducing and bool((state.ratios[:, index] > 0).any()):
+                    if self.method.acts_on == "kv_cache":
+                        return self._kv_forward(index, original, hidden_states, kwargs, state)
+                    return self._reducing_forward(index, block, hidden_states, kwargs, state)
                 return original(hidden_states, **kwargs)
-            return self._reducing_forward(index, block, hidden_states, kwargs, state)
+            finally:
+                if index == last:
+                    state.mode = "decode"
 
         return forward
 
-    def _reducing_forward(self, index: int, block: nn.Module, h: Tensor, kwargs: dict, state: ReductionState) -> Tensor:
+    def _begin_prefill(self, state: ReductionState, hidden: Tensor) -> None:
+        b = hidden.shape[0]
+        if b != state.batch:
+            if b % state.batch:
+                raise ValueError(f"prefill batch {b} does not match the {state.batch} prompts of the forward state")
+            state.expand(b // state.batch)
+        if hidden.shape[1] != state.valid.shape[1]:
+            raise ValueError(
+                f"prefill of {hidden.shape[1]} tokens but the forward state describes {state.valid.shape[1]}"
+            )
+
+    def _arm(self, index: int, state: ReductionState, per_head: bool = False) -> AttentionProbe:
         probe = self._probes[index]
-        m = self.method
-        probe.arm(m.needs_keys, m.needs_attention, None if bool(state.valid.all()) else state.valid)
+        query_valid = None if bool(state.valid.all()) else state.valid
+        probe.arm(self.method.needs_keys, self.method.needs_attention, query_valid, per_head)
+        return probe
+
+    def _inputs(self, index: int, state: ReductionState, keys: Tensor | None, received: Tensor | None) -> LayerInputs:
+        return LayerInputs(
+            keys=keys,
+            attention=received,
+            segments=state.segments,
+            ratio=state.ratios[:, index],
+            layer=index,
+            seeds=state.seeds,
+            align_right=state.align_right,
+        )
+
+    def _reducing_forward(self, index: int, block: nn.Module, h: Tensor, kwargs: dict, state: ReductionState) -> Tensor:
+        probe = self._arm(index, state)
         try:
             normed = block.get_submodule(self.layout.attn_norm)(h)
             x = h + self.layout.attention(block, normed, kwargs)
         finally:
             keys, received = probe.disarm()
+        self._check_probe(index, keys, received)
         tick = self._clock()
-        if m.needs_keys and keys is None or m.needs_attention and received is None:
-            raise RuntimeError(f"layer {index}: the attention probe captured nothing; does the block call its attention?")
-        red, weights = m.select(
-            LayerInputs(
-                keys=keys,
-                attention=received,
-                segments=state.segments,
-                ratio=state.ratios[:, index],
-                layer=index,
-                seeds=state.seeds,
-                align_right=state.align_right,
-            )
-        )
+        red, weights = self.method.select(self._inputs(index, state, keys, received))
         x = red.apply(x, weights)
+        if state.last_position is None:
+            state.last_position = state.positions.masked_fill(~state.valid, -1).max(dim=1).values
         state.advance(index, red)
         if tick is not None:
             self.machinery_s += self._clock() - tick
         return x + self.layout.mlp(block, x)
+
+    def _kv_forward(self, index: int, original: Callable, h: Tensor, kwargs: dict, state: ReductionState) -> Tensor:
+        """KV-cache methods (H2O): prefill unchanged, choose what decode sees."""
+        probe = self._arm(index, state, per_head=True)
+        try:
+            out = original(h, **kwargs)
+        finally:
+            keys, received = probe.disarm()
+        self._check_probe(index, keys, received)
+        state.kv_keep[index] = self.method.select_kv(self._inputs(index, state, keys, received))
+        return out
+
+    def _check_probe(self, index: int, keys: Tensor | None, received: Tensor | None) -> None:
+        if self.method.needs_keys and keys is None or self.method.needs_attention and received is None:
+            raise RuntimeError(f"layer {index}: the attention probe captured nothing; does the block call its attention?")
 
     def _clock(self) -> float | None:
         """Wall clock for ``profile=True`` (synchronising CUDA), else None."""

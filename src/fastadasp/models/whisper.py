@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
 
-from ..engine import BlockLayout, Budget, ReductionState, TokenReducer
+from ..engine import BlockLayout, Budget, TokenReducer
 from ..reduction import ReductionMethod, StackSpec
 from .base import Generation, SpeechModel
 from .whisper_decode import greedy_decode
@@ -39,21 +39,11 @@ def _mlp(block: nn.Module, x: Tensor) -> Tensor:
     return block.fc2(block.activation_fn(block.fc1(block.final_layer_norm(x))))
 
 
-def _bidirectional_mask(state: ReductionState, kwargs: dict) -> dict:
-    """Padding mask for the (possibly shortened, per-sample padded) sequence."""
-    if bool(state.valid.all()):
-        return {**kwargs, "attention_mask": None}
-    mask = torch.zeros(state.valid.shape, dtype=torch.float32, device=state.valid.device)
-    mask = mask.masked_fill(~state.valid, torch.finfo(torch.float32).min)[:, None, None, :]
-    return {**kwargs, "attention_mask": mask}
-
-
 WHISPER_ENCODER_LAYOUT = BlockLayout(
     attn_norm="self_attn_layer_norm",
     attn="self_attn",
     attention=_attention,
     mlp=_mlp,
-    layer_kwargs=_bidirectional_mask,
 )
 
 

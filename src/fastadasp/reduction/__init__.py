@@ -19,6 +19,7 @@ from .methods import (
     ATome,
     FastAdaSPDense,
     FastAdaSPSparse,
+    H2O,
     FastV,
     LayerInputs,
     NoReduction,

@@ -39,6 +39,7 @@ __all__ = [
     "FastV",
     "RandomMerge",
     "RandomEvict",
+    "H2O",
     "sample_seed",
 ]
 
@@ -92,6 +93,9 @@ class ReductionMethod:
     """Base class. Subclasses set the schedule and implement :meth:`select`."""
 
     name: str = "base"
+    #: "tokens": shortens the sequence in prefill; "kv_cache": leaves prefill
+    #: unchanged and hides cache entries from decoding (:meth:`select_kv`)
+    acts_on: str = "tokens"
     schedule: str = "single"
     needs_keys: bool = False
     needs_attention: bool = False
@@ -108,9 +112,14 @@ class ReductionMethod:
         """Return the reduction to apply at this layer and the merge weights."""
         raise NotImplementedError
 
+    def select_kv(self, x: LayerInputs) -> Tensor:
+        """KV-cache methods: ``(B, H, T)`` bool, the entries decoding may attend."""
+        raise NotImplementedError(f"{self.name} does not act on the KV cache")
+
     def describe(self) -> dict:
         """Settings that change results (part of any cache or result key)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")} | {"name": self.name}
+        settings = {k: v for k, v in vars(self).items() if not k.startswith("_") and not k.startswith("needs_")}
+        return settings | {"name": self.name}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
@@ -246,3 +255,44 @@ class RandomEvict(ReductionMethod):
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         scores = _uniform_scores(tuple(x.segments.shape), x.seeds, x.layer, x.segments.device)
         return _evict_lowest(x, scores)
+
+
+def _evictions_per_span(x: LayerInputs) -> Tensor:
+    """``round(r * n_audio)`` evictions per sample spread over its spans by
+    largest remainder, so a sample's total hits the target to one entry."""
+    lengths = x.lengths().double()
+    total = lengths.sum(1, keepdim=True)
+    want = torch.round(x.ratio.double()[:, None] * total)
+    share = want * lengths / total.clamp_min(1)
+    base = share.floor()
+    left = (want - base.sum(1, keepdim=True)).long()
+    order = torch.argsort(share - base, dim=1, descending=True, stable=True)
+    bonus = torch.zeros_like(base).scatter_(1, order, (torch.arange(base.shape[1], device=base.device)[None] < left).double())
+    return torch.minimum(base + bonus, (lengths - 1).clamp_min(0)).long()
+
+
+class H2O(ReductionMethod):
+    """H2O (Zhang et al. 2023) as the paper ran it: at every layer, per head,
+    sum the attention each key receives in prefill; decoding then attends to
+    all non-audio keys plus the heaviest audio keys, the others are masked.
+    Prefill compute is unchanged; ``ratio`` is the fraction of audio entries
+    evicted (the authors' code took a keep fraction: keep = 1 - ratio)."""
+
+    name = "h2o"
+    acts_on = "kv_cache"
+    schedule = "constant"
+    needs_attention = True
+
+    def __init__(self, start_layer: int = 0):
+        self.start_layer = start_layer
+
+    def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
+        raise RuntimeError("h2o acts on the KV cache, not on prefill tokens")
+
+    def select_kv(self, x: LayerInputs) -> Tensor:
+        b, h, t = x.attention.shape
+        k = _evictions_per_span(x)
+        flat_scores = x.attention.reshape(b * h, t)
+        flat_segments = x.segments.repeat_interleave(h, dim=0)
+        drop = segment_topk(flat_scores, flat_segments, k.repeat_interleave(h, dim=0), largest=False)
+        return ~drop.view(b, h, t)

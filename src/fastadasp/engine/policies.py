@@ -1,0 +1,132 @@
+"""How a stack's per-layer keyword arguments follow a shrinking sequence.
+
+HF models compute one attention mask and one set of rotary embeddings per
+forward and hand the same ones to every layer. After a reduction the later
+layers see fewer tokens, so the engine rewrites those arguments per layer.
+A policy is generic over model families; the adapter only supplies the
+rotary-embedding callable and picks the policy.
+
+* :class:`BidirectionalPolicy` -- encoder stacks (Whisper): a key-padding
+  mask when samples in a batch keep different numbers of tokens.
+* :class:`CausalPolicy` -- decoder stacks of speech LLMs: during prefill, a
+  causal + padding mask over the current tokens and rotary embeddings at the
+  surviving tokens' positions (``keep``: each token or merged group keeps its
+  first token's original position; ``paper``: the authors' contiguous,
+  right-aligned re-indexing, in which the last token keeps its position).
+  During decoding, every layer's mask covers *that layer's* cache, whose
+  length differs per layer, plus per-head evictions (H2O).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .reducer import ReductionState
+
+__all__ = ["BidirectionalPolicy", "CausalPolicy", "POSITION_MODES"]
+
+POSITION_MODES = ("keep", "paper")
+
+
+def _as_mask(allowed: Tensor, fmt: str, dtype: torch.dtype) -> Tensor:
+    """bool (True = attend) -> the format the attention implementation takes."""
+    if fmt == "bool":
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
+        ~allowed, torch.finfo(dtype).min
+    )
+
+
+class BidirectionalPolicy:
+    """Padding mask for a bidirectional encoder (additive float, ``(B,1,1,T)``)."""
+
+    causal = False
+
+    def prefill(self, state: "ReductionState", kwargs: dict, layer: int, hidden: Tensor) -> dict:
+        if bool(state.valid.all()):
+            return {**kwargs, "attention_mask": None}
+        return {**kwargs, "attention_mask": _as_mask(state.valid[:, None, None, :], "float", torch.float32)}
+
+    def decode(self, state: "ReductionState", kwargs: dict, layer: int, hidden: Tensor) -> dict:
+        raise RuntimeError("an encoder stack has no decode steps")
+
+
+class CausalPolicy:
+    """Masks and positions for a causal decoder stack with a KV cache."""
+
+    causal = True
+
+    def __init__(
+        self,
+        rotary: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+        attn_implementation: str,
+        positions: str = "keep",
+    ):
+        if positions not in POSITION_MODES:
+            raise ValueError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
+        if attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(
+                f"attention implementation {attn_implementation!r} cannot serve token reduction: reduced layers need "
+                "per-layer 4D masks (cache lengths differ per layer); use attn_implementation=sdpa or eager"
+            )
+        self.rotary, self.positions = rotary, positions
+        self.fmt = "bool" if attn_implementation == "sdpa" else "float"
+
+    # -- prefill --------------------------------------------------------------
+    def prefill(self, state: "ReductionState", kwargs: dict, layer: int, hidden: Tensor) -> dict:
+        if state.positions is None:  # first layer: take the model's own positions
+            pos = kwargs.get("position_ids")
+            b, t = state.valid.shape
+            pos = (state.valid.long().cumsum(1) - 1).clamp_min(0) if pos is None else pos.expand(b, t)
+            state.positions = pos.to(state.valid.device)
+        if not state.reduced:
+            return kwargs
+        if state.extra.get("layer_args_version") != len(state.reductions):
+            valid = state.valid
+            t = valid.shape[1]
+            causal = torch.ones(t, t, dtype=torch.bool, device=valid.device).tril()
+            allowed = causal[None] & valid[:, None, :]
+            allowed |= torch.eye(t, dtype=torch.bool, device=valid.device)[None]  # padded rows: no NaN
+            pos = self._positions(state)
+            state.extra["layer_args"] = {
+                "attention_mask": _as_mask(allowed[:, None], self.fmt, hidden.dtype),
+                "position_embeddings": self.rotary(hidden, pos),
+                "position_ids": pos,
+            }
+            state.extra["layer_args_version"] = len(state.reductions)
+        return {**kwargs, **state.extra["layer_args"]}
+
+    def _positions(self, state: "ReductionState") -> Tensor:
+        if self.positions == "keep":
+            return state.positions
+        valid = state.valid.long()
+        after = valid.flip(1).cumsum(1).flip(1) - valid  # valid tokens after this one
+        last = state.last_position[:, None]
+        return torch.where(state.valid, last - after, torch.zeros_like(after))
+
+    # -- decode ---------------------------------------------------------------
+    def decode(self, state: "ReductionState", kwargs: dict, layer: int, hidden: Tensor) -> dict:
+        if not state.reduced and not state.kv_keep:
+            return kwargs  # every cache has full length: the model's own mask is right
+        q = hidden.shape[1]
+        cached = state.cache_valid[layer]  # (B, c_l)
+        b = cached.shape[0]
+        new = torch.ones(b, q, dtype=torch.bool, device=cached.device)
+        keys = torch.cat([cached, new], 1)  # (B, c_l + q)
+        allowed = keys[:, None, None, :].expand(b, 1, q, keys.shape[1]).clone()
+        if q > 1:
+            allowed[:, :, :, cached.shape[1] :] &= torch.ones(q, q, dtype=torch.bool, device=cached.device).tril()
+        keep = state.kv_keep.get(layer)
+        if keep is not None:  # per-head evictions (H2O), (B, H, c_l)
+            h = keep.shape[1]
+            allowed = allowed.expand(b, h, q, keys.shape[1]).clone()
+            allowed[..., : cached.shape[1]] &= keep[:, :, None, :]
+        state.cache_valid[layer] = keys
+        if keep is not None:
+            state.kv_keep[layer] = torch.cat([keep, torch.ones(b, keep.shape[1], q, dtype=torch.bool,
+                                                                device=keep.device)], 2)
+        return {**kwargs, "attention_mask": _as_mask(allowed, self.fmt, hidden.dtype)}
