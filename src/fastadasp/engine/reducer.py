@@ -115,7 +115,8 @@ class ReductionState:
     align_right: bool = False
     mode: str = "prefill"  # then "decode" once the last layer has run the prefill
     tokens: list[Tensor] = field(default_factory=list)  # tokens entering layer l, (B,)
-    cache_valid: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, c_l) bool
+    cache_valid: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, c_l) bool, grows in decode
+    prompt_valid: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, prompt part of c_l) bool
     kv_keep: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, H, c_l) bool (H2O)
     reductions: dict[int, Reduction] = field(default_factory=dict)
     last_position: Tensor | None = None  # (B,) position of the last prompt token
@@ -149,12 +150,20 @@ class ReductionState:
 
 @dataclass
 class CostReport:
-    """Realised analytic costs of one sample (see :mod:`fastadasp.reduction.flops`)."""
+    """Realised analytic costs of one sample (see :mod:`fastadasp.reduction.flops`).
+
+    ``kv_bytes`` / ``kv_bytes_full``: the cache after prefill (what the
+    reduction controls); ``kv_reduction_end``: the same at the end of
+    generation, when the generated tokens (never reduced) are cached too.
+    H2O entries are *masked*, not freed: its bytes count what decoding
+    attends, not what the tensors occupy.
+    """
 
     prefill_flops_reduction: float
     decode_flops_reduction: float
     kv_bytes_full: float
     kv_bytes: float
+    kv_reduction_end: float
     tokens_per_layer: list[int]
 
     @property
@@ -275,18 +284,24 @@ class TokenReducer:
         for i, g in enumerate(generated):
             full = int(tokens[i, 0])
             cache = [float(tokens[i, layer]) for layer in range(n)]
-            for layer, keep in state.kv_keep.items():  # entries every head still attends, on average
-                cache[layer] = float(keep[i, :, : keep.shape[2] - max(g - 1, 0)].float().sum(-1).mean())
+            for layer, keep in state.kv_keep.items():  # prompt entries each head still attends, on average
+                prompt = state.prompt_valid[layer][i]
+                seen = keep[i, :, : prompt.shape[0]] & prompt[None, :]
+                cache[layer] = float(seen.float().sum(-1).mean())
             steps = max(g - 1, 0)
             dec_full = sum(decode_step_flops(spec, [full + s] * n) for s in range(steps))
             dec = sum(decode_step_flops(spec, [c + s for c in cache]) for s in range(steps))
-            final = max(g - 1, 0)
+            kv_full = kv_cache_bytes(spec, [full] * n, bytes_per_value)
+            kv = kv_cache_bytes(spec, cache, bytes_per_value)
+            end_full = kv_cache_bytes(spec, [full + steps] * n, bytes_per_value)
+            end = kv_cache_bytes(spec, [c + steps for c in cache], bytes_per_value)
             reports.append(
                 CostReport(
                     prefill_flops_reduction=flops_reduction(spec, tokens[i].tolist(), full),
                     decode_flops_reduction=1 - dec / dec_full if dec_full else 0.0,
-                    kv_bytes_full=kv_cache_bytes(spec, [full + final] * n, bytes_per_value),
-                    kv_bytes=kv_cache_bytes(spec, [c + final for c in cache], bytes_per_value),
+                    kv_bytes_full=kv_full,
+                    kv_bytes=kv,
+                    kv_reduction_end=1 - end / end_full,
                     tokens_per_layer=[int(x) for x in tokens[i].tolist()],
                 )
             )
@@ -308,7 +323,7 @@ class TokenReducer:
                 self._begin_prefill(state, hidden_states)
             kwargs = self.policy.prefill(state, kwargs, index, hidden_states)
             if self.spec.causal:
-                state.cache_valid[index] = state.valid  # what this layer's cache will hold
+                state.cache_valid[index] = state.prompt_valid[index] = state.valid  # what this layer caches
             try:
                 if index in self.reducing and bool((state.ratios[:, index] > 0).any()):
                     if self.method.acts_on == "kv_cache":

@@ -79,14 +79,21 @@ def sample_seed(seed: int, sample_key: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def _uniform_scores(shape: tuple[int, int], seeds: Tensor, layer: int, device: torch.device) -> Tensor:
-    """Uniform scores, one seeded generator per sample (rows are independent
-    of batch composition)."""
+def _uniform_scores(segments: Tensor, seeds: Tensor, layer: int) -> Tensor:
+    """Uniform scores on reducible positions, one seeded generator per sample.
+
+    The i-th reducible token of a sample always gets the generator's i-th
+    draw, so the choice does not depend on the batch, its padding or the
+    sample's position in it."""
+    eligible = segments >= 0
+    order = (eligible.long().cumsum(1) - 1).clamp_min(0)
     rows = []
-    for s in seeds.tolist():
+    for s, n in zip(seeds.tolist(), eligible.sum(1).tolist()):
         g = torch.Generator().manual_seed((int(s) + 1_000_003 * layer) % (2**63 - 1))
-        rows.append(torch.rand(shape[1], generator=g))
-    return torch.stack(rows).to(device)
+        rows.append(torch.rand(max(int(n), 1), generator=g).to(segments.device))
+    width = max(r.shape[0] for r in rows)
+    draws = torch.stack([torch.nn.functional.pad(r, (0, width - r.shape[0])) for r in rows])
+    return torch.where(eligible, draws.gather(1, order.clamp_max(width - 1)), torch.zeros_like(draws[:, :1]))
 
 
 class ReductionMethod:
@@ -238,8 +245,7 @@ class RandomMerge(ReductionMethod):
         self.start_layer, self.seed = layer, seed
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
-        b, t = x.segments.shape
-        scores = _uniform_scores((b, t - 1), x.seeds, x.layer, x.segments.device)
+        scores = _uniform_scores(x.segments, x.seeds, x.layer)[:, :-1]  # pair t scored by its left token
         return _merge_pairs(x, scores, True)
 
 
@@ -253,8 +259,7 @@ class RandomEvict(ReductionMethod):
         self.start_layer, self.seed = layer, seed
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
-        scores = _uniform_scores(tuple(x.segments.shape), x.seeds, x.layer, x.segments.device)
-        return _evict_lowest(x, scores)
+        return _evict_lowest(x, _uniform_scores(x.segments, x.seeds, x.layer))
 
 
 def _evictions_per_span(x: LayerInputs) -> Tensor:

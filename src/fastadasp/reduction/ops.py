@@ -62,7 +62,8 @@ class Reduction:
 
         ``weights (B, T)`` default to 1 (plain mean). Weights are normalised
         inside each group *before* the sum, so a singleton's weight is exactly
-        ``w / w == 1`` and singletons pass through bit-exactly.
+        ``w / w == 1`` and singletons pass through bit-exactly; a group whose
+        weights are all zero (padding receives no attention) takes the mean.
         """
         b, t = self.dest.shape
         if x.shape[:2] != (b, t):
@@ -70,13 +71,14 @@ class Reduction:
         tail = x.shape[2:]
         dest = self.dest.view(b, t, *([1] * len(tail))).expand_as(x)
         out = x.new_zeros((b, self.num_out + 1, *tail))
+        sizes = torch.cat([self.group_sizes, self.group_sizes.new_ones(b, 1)], dim=1)
+        mean = 1.0 / sizes.gather(1, self.dest).clamp_min(1).to(x.dtype)
         if weights is None:
-            sizes = torch.cat([self.group_sizes, self.group_sizes.new_ones(b, 1)], dim=1)
-            norm = 1.0 / sizes.gather(1, self.dest).clamp_min(1).to(x.dtype)
-        else:
+            norm = mean
+        else:  # a group whose weights are all zero (e.g. padding) falls back to the mean
             w = weights.to(x.dtype)
-            wsum = w.new_zeros(b, self.num_out + 1).scatter_add_(1, self.dest, w)
-            norm = w / wsum.gather(1, self.dest)
+            wsum = w.new_zeros(b, self.num_out + 1).scatter_add_(1, self.dest, w).gather(1, self.dest)
+            norm = torch.where(wsum > 0, w / wsum.masked_fill(wsum == 0, 1), mean)
         norm = norm.view(b, t, *([1] * len(tail)))
         out.scatter_add_(1, dest, x * norm)
         return out[:, : self.num_out]
