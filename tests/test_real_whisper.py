@@ -66,4 +66,4 @@ def test_random_evict_is_worse_than_fastadasp_at_50_percent(results):
 @pytest.mark.parametrize("name,target", [("dense_0.3", 0.3), ("dense_0.5", 0.5), ("evict_0.5", 0.5)])
 def test_realised_flops_within_001_of_target_on_the_real_encoder(results, name, target):
     r = results[name]
-    assert target <= r["flops_realized_min"] and r["flops_realized_max"] <= target + 0.01
+    assert target - 0.01 <= r["flops_realized_min"] and r["flops_realized_max"] <= target + 0.01

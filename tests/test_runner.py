@@ -114,3 +114,20 @@ def test_run_py_command_line(tiny_whisper_dir, manifest, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "random_evict" in proc.stdout and (out / "metrics.json").is_file()
     assert json.loads((out / "metrics.json").read_text())["num_samples"] == 1
+
+
+@pytest.mark.parametrize("method", ["fastadasp_dense", "h2o"])
+def test_speech_lm_through_run_py_config_batched_equals_one_by_one(manifest, tmp_path, method):
+    """model=tiny_qwen2_audio: the LLM engine behind the same runner and configs."""
+    runs = {}
+    for bs in (1, 3):
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[
+                "model=tiny_qwen2_audio", "dataset=manifest", f"dataset.path={manifest}",
+                f"output_dir={tmp_path / f'{method}{bs}'}", "task.max_new_tokens=6", f"method={method}",
+                "flops=0.3", f"batch_size={bs}"])
+        metrics = main(cfg)
+        assert metrics["num_samples"] == 3 and metrics["num_failed"] == 3
+        runs[bs] = [json.loads(x) for x in (tmp_path / f"{method}{bs}" / "predictions.jsonl").read_text().splitlines()]
+    for a, b in zip(runs[1], runs[3]):
+        assert a["prediction"] == b["prediction"] and a["kv_reduction"] == pytest.approx(b["kv_reduction"])

@@ -39,8 +39,10 @@ class AudioFlamingo3Model(SpeechLM):
                                    return_tensors="pt", text_kwargs={"padding": True, "padding_side": "left"}))
 
     def tokens_per_window(self) -> int:
-        window = int(SAMPLE_RATE * self.processor.feature_extractor.chunk_length)
-        return int(self.processor._get_audio_token_length(np.array([window]))[0])
+        """Audio tokens of one full encoder window (750 for 30 s)."""
+        fe = self.processor.feature_extractor
+        frames = int(fe.chunk_length * fe.sampling_rate // fe.hop_length)
+        return int(self.processor._get_audio_token_length(np.array([frames]))[0])
 
     def audio_segments(self, inputs: dict) -> Tensor:
         runs = spans_from_mask(inputs["input_ids"] == self.model.config.audio_token_id)
