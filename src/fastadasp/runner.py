@@ -132,7 +132,9 @@ def evaluate(
         "hit_max_new_tokens": sum(r["hit_max_new_tokens"] for r in rows),
         "metrics": scores,
         "wall_s": wall_s,
-        **{f"mean_{k}": statistics.fmean(r[k] for r in rows) for k in rows[0] if k.endswith("_s")},
+        # per-sample costs the adapter reported (timings, decode FLOPs, KV-cache reduction)
+        **{f"mean_{k}": statistics.fmean(r[k] for r in rows)
+           for k, v in rows[0].items() if isinstance(v, float) and k != "flops_realized"},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     main_metric = next(iter(k for k in scores if k not in ("normalizer",)), None)
