@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     note = (
         f"WER: corpus WER (%) after the Whisper English normaliser (`normalizer=whisper_en`). "
         f"Data: {len(samples)} of the 48 synthetic espeak-ng utterances of the demo set "
-        f"(4 voices x 3 speeds), not a benchmark set. Model: {model.name}, greedy decoding, "
+        f"({len({s.extra.get('voice') for s in samples})} voices x {len({s.extra.get('speed') for s in samples})} "
+        f"speeds), not a benchmark set. Model: {model.name}, greedy decoding, "
         f"max {task.max_new_tokens} new tokens, batch {args.batch_size}, {torch.get_num_threads()} torch thread(s). "
         f"Encoder ms/sample: wall time of the (reduced) encoder forward on this machine's CPU; "
         f"realised FLOPs: mean analytic FLOPs reduction of the encoder layer stack."

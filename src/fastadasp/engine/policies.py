@@ -92,8 +92,9 @@ class CausalPolicy:
             allowed = causal[None] & valid[:, None, :]
             allowed |= torch.eye(t, dtype=torch.bool, device=valid.device)[None]  # padded rows: no NaN
             pos = self._positions(state)
+            unpadded = self.fmt == "bool" and bool(valid.all())  # SDPA's own causal kernel is faster
             state.extra["layer_args"] = {
-                "attention_mask": _as_mask(allowed[:, None], self.fmt, hidden.dtype),
+                "attention_mask": None if unpadded else _as_mask(allowed[:, None], self.fmt, hidden.dtype),
                 "position_embeddings": self.rotary(hidden, pos),
                 "position_ids": pos,
             }
@@ -115,6 +116,10 @@ class CausalPolicy:
         q = hidden.shape[1]
         cached = state.cache_valid[layer]  # (B, c_l)
         b = cached.shape[0]
+        if "padded" not in state.extra:  # decided once: no per-step device sync
+            state.extra["padded"] = not all(bool(v.all()) for v in state.prompt_valid.values())
+        if q == 1 and self.fmt == "bool" and not state.extra["padded"] and not state.kv_keep:
+            return {**kwargs, "attention_mask": None}  # one query attends to this layer's whole cache
         new = torch.ones(b, q, dtype=torch.bool, device=cached.device)
         keys = torch.cat([cached, new], 1)  # (B, c_l + q)
         allowed = keys[:, None, None, :].expand(b, 1, q, keys.shape[1]).clone()
