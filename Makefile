@@ -9,7 +9,7 @@ DEMO_DATA := data/demo_asr/manifest.jsonl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data test test-fast demo bench clean
+.PHONY: help setup system-deps data tiny-models test test-fast demo bench bench-llm clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,8 +40,14 @@ test-fast: setup ## tests without the real Whisper tiny.en model
 demo: data ## full tokens vs FastAdaSP dense at several budgets on the demo set
 	$(PY) scripts/demo.py
 
-bench: data ## encoder speed benchmark: full vs flops=0.5, side by side
+bench: data ## Whisper tiny.en encoder speed: full vs flops=0.5, side by side
 	$(PY) scripts/benchmark_whisper.py
+
+bench-llm: setup ## speech-LLM prefill/decode/batch/KV benchmark on a Qwen2-Audio-shaped random LLM (~7 min)
+	$(PY) scripts/benchmark_speech_lm.py --decode-method weighted
+
+tiny-models: setup ## build the tiny random Qwen2-Audio and Audio Flamingo 3 (tests build them on demand)
+	$(PY) scripts/build_tiny_models.py
 
 clean: ## remove run outputs (keeps .venv and data)
 	rm -rf outputs multirun .pytest_cache

@@ -467,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Attention at one full-length layer {tuple(probe['shape'])}: SDPA is_causal {probe['sdpa, is_causal']:.0f} ms, "
         f"SDPA with a bool causal mask {probe['sdpa, bool mask']:.0f} ms, attention_with_received (what the weighted "
-        f"variants run at every reducing layer) {probe['probed (attention_with_received)']:.0f} ms. Reduced layers get "
-        "a per-layer bool mask from CausalPolicy even without padding."
+        f"variants run at every reducing layer) {probe['probed (attention_with_received)']:.0f} ms. Without padding, "
+        "reduced layers keep SDPA's is_causal kernel; a padded batch needs a per-layer bool mask."
     )
     print()
     print("## 2. Machinery share")
