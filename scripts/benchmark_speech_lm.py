@@ -64,7 +64,7 @@ import transformers
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from fastadasp.engine import Budget, CausalPolicy, TokenReducer, attention_with_received
-from fastadasp.models.speech_lm import PRE_NORM_DECODER_LAYOUT
+from fastadasp.models.speech_lm import PRE_NORM_DECODER_LAYOUT, decoder_stack_spec
 from fastadasp.reduction import FastAdaSPDense, FastAdaSPSparse, StackSpec, kv_cache_bytes
 
 MIB = 2**20
@@ -100,18 +100,7 @@ def build_model(hidden: int, layers: int, seed: int) -> Qwen2ForCausalLM:
 
 
 def stack_spec(model: Qwen2ForCausalLM) -> StackSpec:
-    c = model.config
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    return StackSpec(
-        num_layers=c.num_hidden_layers,
-        d_model=c.hidden_size,
-        num_heads=c.num_attention_heads,
-        num_kv_heads=c.num_key_value_heads,
-        head_dim=head_dim,
-        ffn_dim=c.intermediate_size,
-        mlp_matrices=3,
-        causal=True,
-    )
+    return decoder_stack_spec(model.config)
 
 
 @torch.inference_mode()

@@ -25,7 +25,7 @@ from ..reduction import ReductionMethod, StackSpec
 from .base import Generation, SpeechModel
 from .whisper_decode import is_repetition_loop
 
-__all__ = ["SpeechLM", "PRE_NORM_DECODER_LAYOUT", "spans_from_mask", "split_runs"]
+__all__ = ["SpeechLM", "PRE_NORM_DECODER_LAYOUT", "decoder_stack_spec", "spans_from_mask", "split_runs"]
 
 
 def _attention(block: nn.Module, normed: Tensor, kwargs: dict) -> Tensor:
@@ -39,6 +39,21 @@ def _mlp(block: nn.Module, x: Tensor) -> Tensor:
 
 #: Llama / Qwen2 / Mistral-style decoder layers
 PRE_NORM_DECODER_LAYOUT = BlockLayout(attn_norm="input_layernorm", attn="self_attn", attention=_attention, mlp=_mlp)
+
+
+def decoder_stack_spec(c) -> StackSpec:
+    """FLOPs shapes of a Llama/Qwen2-style decoder (gated SwiGLU MLP, GQA)."""
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return StackSpec(
+        num_layers=c.num_hidden_layers,
+        d_model=c.hidden_size,
+        num_heads=c.num_attention_heads,
+        num_kv_heads=c.num_key_value_heads,
+        head_dim=head_dim,
+        ffn_dim=c.intermediate_size,
+        mlp_matrices=3,
+        causal=True,
+    )
 
 
 def spans_from_mask(audio: Tensor) -> Tensor:
@@ -116,18 +131,7 @@ class SpeechLM(SpeechModel):
 
     @property
     def stack_spec(self) -> StackSpec:
-        c = self.language_model.config
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        return StackSpec(
-            num_layers=c.num_hidden_layers,
-            d_model=c.hidden_size,
-            num_heads=c.num_attention_heads,
-            num_kv_heads=c.num_key_value_heads,
-            head_dim=head_dim,
-            ffn_dim=c.intermediate_size,
-            mlp_matrices=3,
-            causal=True,
-        )
+        return decoder_stack_spec(self.language_model.config)
 
     def reducer(self, method: ReductionMethod, budget: Budget, profile: bool = False) -> TokenReducer:
         lm = self.language_model
