@@ -106,7 +106,8 @@ class ReductionMethod:
     schedule: str = "single"
     needs_keys: bool = False
     needs_attention: bool = False
-    #: the budget solver assumes ``floor(n * r)`` removals per span and layer
+    #: first (or only) reducing layer; the budget solver assumes ``floor(n * r)``
+    #: removals per span at every reducing layer
     start_layer: int = 0
 
     def layer_ratios(self, num_layers: int, r: float) -> list[float]:
