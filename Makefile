@@ -14,9 +14,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
 
-system-deps: ## install espeak-ng and sox (Debian) when missing
-	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
-	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q espeak-ng sox)
+system-deps: ## install espeak-ng, sox and a Java runtime (Debian; Java for CIDEr's tokenizer) when missing
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v java >/dev/null || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q espeak-ng sox default-jre-headless)
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
