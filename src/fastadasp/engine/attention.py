@@ -90,12 +90,14 @@ def attention_with_received(
     offset = tk - tq
     key_pos = torch.arange(tk, device=query.device)
     may_mask_rows = attention_mask is not None or query_valid is not None
+    if attention_mask is not None:
+        mask, per_row = _group_heads(attention_mask, hkv, g)
     for s in range(0, tq, chunk):
         e = min(tq, s + chunk)
         kend = e + offset if (is_causal or causal_keys) else tk  # later keys are masked anyway
         scores = torch.matmul(q[:, :, :, s:e], kt[..., :kend]).float()  # (B, Hkv, g, c, kend)
         if attention_mask is not None:
-            m = attention_mask[..., s:e, :kend].unsqueeze(2)  # (B, 1, 1, c, kend)
+            m = mask[..., s:e, :kend] if per_row else mask[..., :kend]  # (B, Hkv|1, g|1, c|1, kend)
             if m.dtype == torch.bool:
                 scores = scores.masked_fill(~m, float("-inf"))
             else:
@@ -112,6 +114,23 @@ def attention_with_received(
         received[..., :kend] += probs.sum(dim=3)
     received = received.view(b, h, tk) if per_head else received.sum(dim=(1, 2))
     return out.view(b, h, tq, hd).transpose(1, 2).contiguous(), received
+
+
+def _group_heads(mask: Tensor, hkv: int, g: int) -> tuple[Tensor, bool]:
+    """A mask broadcastable to ``(B, H, Tq, Tk)`` -> ``(B, Hkv|1, g|1, Tq|1, Tk)``
+    for grouped scores, and whether it has a row per query. A broadcast
+    padding mask ``(B, 1, 1, Tk)`` (Whisper's encoder) has one row for all
+    queries: it must not be sliced per query chunk."""
+    while mask.dim() < 4:
+        mask = mask.unsqueeze(0)
+    mb, mh, mq, mk = mask.shape
+    if mh == 1:
+        mask = mask.unsqueeze(2)
+    elif mh == hkv * g:
+        mask = mask.view(mb, hkv, g, mq, mk)
+    else:
+        raise ValueError(f"attention mask with {mh} heads for {hkv * g} query heads")
+    return mask, mq > 1
 
 
 def probed_attention(
@@ -139,7 +158,10 @@ def probed_attention(
         return inner(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     is_causal = kwargs.get("is_causal")
     is_causal = getattr(module, "is_causal", False) if is_causal is None else is_causal
-    causal_keys = bool(getattr(module, "is_causal", False)) and query.shape[2] == key.shape[2]  # a prefill
+    # a causal prefill's own mask has a row per query and hides later keys; a
+    # broadcast mask (one row) hides none, exactly as eager and SDPA read it
+    per_query_mask = attention_mask is None or attention_mask.shape[-2] > 1
+    causal_keys = bool(getattr(module, "is_causal", False)) and query.shape[2] == key.shape[2] and per_query_mask
     is_causal = bool(is_causal) and attention_mask is None and query.shape[2] > 1
     out, probe.received = attention_with_received(
         query, key, value, attention_mask, scale, is_causal, probe.query_valid, probe.per_head, causal_keys
