@@ -2,7 +2,8 @@
 
 from .attention import attention_with_received
 from .policies import BidirectionalPolicy, CausalPolicy
-from .reducer import BlockLayout, Budget, CostReport, ReductionState, TokenReducer
+from .reducer import BlockLayout, Budget, CostReport, TokenReducer
+from .state import ReductionState
 
 __all__ = [
     "BidirectionalPolicy",

@@ -19,26 +19,17 @@ rotary-embedding callable and picks the policy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from .reducer import ReductionState
+from .masks import as_mask
+from .state import ReductionState
 
 __all__ = ["BidirectionalPolicy", "CausalPolicy", "POSITION_MODES"]
 
 POSITION_MODES = ("keep", "paper")
-
-
-def _as_mask(allowed: Tensor, fmt: str, dtype: torch.dtype) -> Tensor:
-    """bool (True = attend) -> the format the attention implementation takes."""
-    if fmt == "bool":
-        return allowed
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
-        ~allowed, torch.finfo(dtype).min
-    )
 
 
 class BidirectionalPolicy:
@@ -46,12 +37,12 @@ class BidirectionalPolicy:
 
     causal = False
 
-    def prefill(self, state: "ReductionState", kwargs: dict, layer: int, hidden: Tensor) -> dict:
+    def prefill(self, state: ReductionState, kwargs: dict, layer: int, hidden: Tensor) -> dict:
         if bool(state.valid.all()):
             return {**kwargs, "attention_mask": None}
-        return {**kwargs, "attention_mask": _as_mask(state.valid[:, None, None, :], "float", torch.float32)}
+        return {**kwargs, "attention_mask": as_mask(state.valid[:, None, None, :], "float", torch.float32)}
 
-    def decode(self, state: "ReductionState", kwargs: dict, layer: int, hidden: Tensor) -> dict:
+    def decode(self, state: ReductionState, kwargs: dict, layer: int, hidden: Tensor) -> dict:
         raise RuntimeError("an encoder stack has no decode steps")
 
 
@@ -77,7 +68,7 @@ class CausalPolicy:
         self.fmt = "bool" if attn_implementation == "sdpa" else "float"
 
     # -- prefill --------------------------------------------------------------
-    def prefill(self, state: "ReductionState", kwargs: dict, layer: int, hidden: Tensor) -> dict:
+    def prefill(self, state: ReductionState, kwargs: dict, layer: int, hidden: Tensor) -> dict:
         if state.positions is None:  # first layer: take the model's own positions
             pos = kwargs.get("position_ids")
             b, t = state.valid.shape
@@ -94,14 +85,14 @@ class CausalPolicy:
             pos = self._positions(state)
             unpadded = self.fmt == "bool" and bool(valid.all())  # SDPA's own causal kernel is faster
             state.extra["layer_args"] = {
-                "attention_mask": None if unpadded else _as_mask(allowed[:, None], self.fmt, hidden.dtype),
+                "attention_mask": None if unpadded else as_mask(allowed[:, None], self.fmt, hidden.dtype),
                 "position_embeddings": self.rotary(hidden, pos),
                 "position_ids": pos,
             }
             state.extra["layer_args_version"] = len(state.reductions)
         return {**kwargs, **state.extra["layer_args"]}
 
-    def _positions(self, state: "ReductionState") -> Tensor:
+    def _positions(self, state: ReductionState) -> Tensor:
         if self.positions == "keep":
             return state.positions
         valid = state.valid.long()
@@ -110,7 +101,7 @@ class CausalPolicy:
         return torch.where(state.valid, last - after, torch.zeros_like(after))
 
     # -- decode ---------------------------------------------------------------
-    def decode(self, state: "ReductionState", kwargs: dict, layer: int, hidden: Tensor) -> dict:
+    def decode(self, state: ReductionState, kwargs: dict, layer: int, hidden: Tensor) -> dict:
         if not state.reduced and not state.kv_keep:
             return kwargs  # every cache has full length: the model's own mask is right
         q = hidden.shape[1]
@@ -134,4 +125,4 @@ class CausalPolicy:
         if keep is not None:
             state.kv_keep[layer] = torch.cat([keep, torch.ones(b, keep.shape[1], q, dtype=torch.bool,
                                                                 device=keep.device)], 2)
-        return {**kwargs, "attention_mask": _as_mask(allowed, self.fmt, hidden.dtype)}
+        return {**kwargs, "attention_mask": as_mask(allowed, self.fmt, hidden.dtype)}

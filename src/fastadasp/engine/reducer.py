@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -42,9 +42,10 @@ from ..reduction import (
     solve_ratio,
     solve_ratio_flops,
 )
-from ..reduction.ops import Reduction, segment_lengths
+from ..reduction.ops import segment_lengths
 from .attention import AttentionProbe, install_probe, remove_probe
 from .policies import BidirectionalPolicy, CausalPolicy
+from .state import ReductionState
 
 __all__ = ["BlockLayout", "Budget", "ReductionState", "TokenReducer", "CostReport"]
 
@@ -104,51 +105,6 @@ class Budget:
 
 
 @dataclass
-class ReductionState:
-    """Per-forward (or per-generate) state shared by all blocks."""
-
-    segments: Tensor  # (B, T) span id or -1
-    valid: Tensor  # (B, T) bool, False = padding
-    positions: Tensor | None  # (B, T) position of each (group's first) token
-    ratios: Tensor  # (B, num_layers) float64
-    seeds: Tensor  # (B,) int64
-    align_right: bool = False
-    mode: str = "prefill"  # then "decode" once the last layer has run the prefill
-    tokens: list[Tensor] = field(default_factory=list)  # tokens entering layer l, (B,)
-    cache_valid: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, c_l) bool, grows in decode
-    prompt_valid: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, prompt part of c_l) bool
-    kv_keep: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, H, c_l) bool (H2O)
-    reductions: dict[int, Reduction] = field(default_factory=dict)
-    last_position: Tensor | None = None  # (B,) position of the last prompt token
-    extra: dict = field(default_factory=dict)  # policy-owned cache (masks, rotary)
-
-    @property
-    def reduced(self) -> bool:
-        return bool(self.reductions)
-
-    @property
-    def batch(self) -> int:
-        return self.valid.shape[0]
-
-    def expand(self, times: int) -> None:
-        """Beam search repeats each sample ``times`` times before prefill."""
-        for name in ("segments", "valid", "positions", "ratios", "seeds"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.repeat_interleave(times, dim=0))
-        self.tokens = [t.repeat_interleave(times, dim=0) for t in self.tokens]
-
-    def advance(self, layer: int, red: Reduction) -> None:
-        self.segments = red.take_first(self.segments, fill=-1)
-        self.valid = red.take_first(self.valid, fill=False)
-        self.positions = red.take_first(self.positions, fill=0)
-        self.reductions[layer] = red
-        kept = self.valid.sum(1)
-        for later in range(layer + 1, len(self.tokens)):
-            self.tokens[later] = kept
-
-
-@dataclass
 class CostReport:
     """Realised analytic costs of one sample (see :mod:`fastadasp.reduction.flops`).
 
@@ -182,7 +138,6 @@ class TokenReducer:
         spec: StackSpec,
         budget: Budget = Budget(),
         policy: BidirectionalPolicy | CausalPolicy | None = None,
-        seed: int | None = None,
         profile: bool = False,
     ):
         """``profile=True`` accumulates the time spent matching and merging
@@ -191,7 +146,7 @@ class TokenReducer:
         self.policy = policy or BidirectionalPolicy()
         if self.policy.causal != spec.causal:
             raise ValueError("the stack spec and the mask policy disagree on causality")
-        self.seed = getattr(method, "seed", 0) if seed is None else seed
+        self.seed = getattr(method, "seed", 0)  # random methods draw per sample from it
         self.reducing = set(method.reducing_layers(spec.num_layers)) if budget.flops > 0 else set()
         self.profile, self.machinery_s = profile, 0.0
         self.state: ReductionState | None = None
@@ -237,7 +192,6 @@ class TokenReducer:
         segments: Tensor,
         valid: Tensor | None = None,
         sample_keys: Sequence[str] | None = None,
-        align_right: bool | None = None,
     ) -> Iterator[ReductionState]:
         """Activate reduction for one encoder forward or one ``generate()``
         over a prompt laid out as ``segments (B, T)`` (span id per position,
@@ -262,7 +216,7 @@ class TokenReducer:
             positions=positions,
             ratios=self.plan(layouts),
             seeds=torch.tensor([sample_seed(self.seed, k) for k in keys], dtype=torch.long),
-            align_right=self.spec.causal if align_right is None else align_right,
+            align_right=self.spec.causal,  # decoder prompts are left-padded
             tokens=[valid.sum(1)] * (self.spec.num_layers + 1),
         )
         try:

@@ -96,9 +96,12 @@ class SpeechLM(SpeechModel):
         positions: str = "keep",
         num_beams: int = 1,
         cache_dir: str | None = None,
+        family: str | None = None,
     ):
         from transformers import AutoProcessor
 
+        if family:  # e.g. "qwen2_audio_instruct": the same adapter with the chat-format prompts
+            self.family = family
         self.name = source
         if source.startswith("tiny:"):  # a random tiny model of this family, built locally on first use
             from .tiny import tiny_model_dir
@@ -115,10 +118,33 @@ class SpeechLM(SpeechModel):
         self.positions, self.num_beams = positions, num_beams
         self.attn_implementation = attn_implementation
 
+    @classmethod
+    def peek_stack_spec(cls, source: str, cache_dir: str | None = None, **_: object) -> StackSpec | None:
+        """The LLM's shapes from ``config.json`` (local folder or hub cache), no weights."""
+        from transformers import AutoConfig
+
+        if source.startswith("tiny:"):
+            from .tiny import tiny_model_dir
+
+            source = str(tiny_model_dir(source.removeprefix("tiny:")))
+        try:
+            config = AutoConfig.from_pretrained(source, cache_dir=cache_dir)
+        except (OSError, ValueError):
+            return None  # not readable without the hub: loading will report it
+        return decoder_stack_spec(config.get_text_config())
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
     # -- what differs per family -------------------------------------------------
     @abstractmethod
-    def build_inputs(self, audios: Sequence[np.ndarray], prompt: str) -> dict:
-        """Processor outputs (tensors) for one prompt per audio."""
+    def build_inputs(self, audios: Sequence[np.ndarray], prompt: str | Sequence[str]) -> dict:
+        """Processor outputs (tensors) for one prompt per audio (or one shared prompt)."""
+
+    def truncated_seconds(self, audio: np.ndarray) -> float:
+        """Seconds of ``audio`` the family's processor drops (0: all of it is used)."""
+        return 0.0
 
     @abstractmethod
     def audio_segments(self, inputs: dict) -> Tensor:
@@ -133,12 +159,12 @@ class SpeechLM(SpeechModel):
     def stack_spec(self) -> StackSpec:
         return decoder_stack_spec(self.language_model.config)
 
-    def reducer(self, method: ReductionMethod, budget: Budget, profile: bool = False) -> TokenReducer:
+    def reducer(self, method: ReductionMethod, budget: Budget) -> TokenReducer:
         lm = self.language_model
         policy = CausalPolicy(lm.rotary_emb, lm.config._attn_implementation, self.positions)
-        return TokenReducer(lm.layers, PRE_NORM_DECODER_LAYOUT, method, self.stack_spec, budget, policy, profile=profile)
+        return TokenReducer(lm.layers, PRE_NORM_DECODER_LAYOUT, method, self.stack_spec, budget, policy)
 
-    def prepare(self, audios: Sequence[np.ndarray], prompt: str) -> tuple[dict, Tensor]:
+    def prepare(self, audios: Sequence[np.ndarray], prompt: str | Sequence[str]) -> tuple[dict, Tensor]:
         """Inputs on the model's device and their audio span ids."""
         inputs = self.build_inputs(audios, prompt)
         device = self.model.device
@@ -152,10 +178,26 @@ class SpeechLM(SpeechModel):
         return inputs, segments
 
     @torch.inference_mode()
+    def prefill(
+        self,
+        audios: Sequence[np.ndarray],
+        prompt: str | Sequence[str],
+        reducer: TokenReducer,
+        sample_keys: Sequence[str] | None = None,
+    ) -> Tensor:
+        """One reduced prefill forward, no decoding, for analyses that read the
+        blocks' outputs with hooks (Transfer Entropy). Returns which positions of
+        the last block's output are audio, ``(B, T')`` (the spans after reduction)."""
+        inputs, segments = self.prepare(audios, prompt)
+        with reducer.forward_state(segments, inputs["attention_mask"], sample_keys) as state:
+            self.model(**inputs, use_cache=False)
+            return state.segments >= 0
+
+    @torch.inference_mode()
     def generate(
         self,
         audios: Sequence[np.ndarray],
-        prompt: str,
+        prompt: str | Sequence[str],
         method: ReductionMethod,
         budget: Budget,
         max_new_tokens: int,
@@ -188,6 +230,7 @@ class SpeechLM(SpeechModel):
                     hit_max_new_tokens=(hit := lengths[i] >= max_new_tokens and not self._ended(ids)),
                     repetition_loop=is_repetition_loop(ids, hit),
                     extra={
+                        "truncated_s": self.truncated_seconds(audios[i]),
                         "decode_flops_realized": cost.decode_flops_reduction,
                         "kv_bytes": cost.kv_bytes,
                         "kv_bytes_full": cost.kv_bytes_full,

@@ -16,7 +16,8 @@ Families:
   :class:`~transformers.AudioFlamingo3Processor`, placeholder ``<sound>``.
 
 Both decoders are the same standard pre-norm Qwen2 stack, reached as
-``model.model.language_model.layers`` (see ``FAMILY_PATHS``).
+``model.model.language_model.layers`` (see ``FAMILY_PATHS``). One table (``_FAMILIES``)
+says what differs between the families; one writer builds either.
 
 A folder counts as complete when every file in ``_REQUIRED_FILES`` is there and
 its stamp file matches ``TINY_VERSION``, the family and the seed; builders are
@@ -32,6 +33,8 @@ import random
 import shutil
 import uuid
 from pathlib import Path
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 __all__ = [
@@ -64,31 +67,6 @@ _REQUIRED_FILES = (
 #: stream barely notices its inputs; 0.2 makes the audio move the logits a lot.
 INIT_STD = 0.2
 TOKENIZER_VOCAB = 1000  # BPE trainer target (bytes + specials + merges)
-
-#: where each family keeps the blocks that token reduction acts on
-#: (relative to the ``...ForConditionalGeneration`` object)
-FAMILY_PATHS = {
-    "qwen2_audio": {
-        "language_model": "model.language_model",  # Qwen2Model, called with inputs_embeds
-        "decoder_layers": "model.language_model.layers",  # Qwen2DecoderLayer list
-        "rotary_emb": "model.language_model.rotary_emb",
-        "final_norm": "model.language_model.norm",
-        "embed_tokens": "model.language_model.embed_tokens",
-        "lm_head": "lm_head",
-        "audio_tower": "model.audio_tower",
-        "projector": "model.multi_modal_projector",
-    },
-    "audioflamingo3": {
-        "language_model": "model.language_model",
-        "decoder_layers": "model.language_model.layers",
-        "rotary_emb": "model.language_model.rotary_emb",
-        "final_norm": "model.language_model.norm",
-        "embed_tokens": "model.language_model.embed_tokens",
-        "lm_head": "lm_head",
-        "audio_tower": "model.audio_tower",
-        "projector": "model.multi_modal_projector",
-    },
-}
 
 # ---------------------------------------------------------------------------
 # Corpus and tokenizer
@@ -302,55 +280,8 @@ def _save_model(model, folder: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Qwen2-Audio
+# The families: one table, one writer
 # ---------------------------------------------------------------------------
-
-QWEN2_AUDIO_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>",
-                        "<|audio_eos|>"]
-
-
-def _write_qwen2_audio(folder: Path, seed: int) -> None:
-    import torch
-    from transformers import (
-        GenerationConfig,
-        Qwen2AudioConfig,
-        Qwen2AudioEncoderConfig,
-        Qwen2AudioForConditionalGeneration,
-        Qwen2AudioProcessor,
-        Qwen2Config,
-        WhisperFeatureExtractor,
-    )
-
-    tok = train_tiny_tokenizer(QWEN2_AUDIO_SPECIALS)
-    eot, im_end, audio = (tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|AUDIO|>"))
-    text_config = Qwen2Config(vocab_size=_round_up(len(tok)), pad_token_id=eot, eos_token_id=eot, **_TEXT_KW)
-    config = Qwen2AudioConfig(
-        audio_config=Qwen2AudioEncoderConfig(**_ENCODER_KW).to_dict(),
-        text_config=text_config.to_dict(),
-        audio_token_index=audio,  # exposed as config.audio_token_id through attribute_map
-    )
-    torch.manual_seed(seed)
-    model = Qwen2AudioForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[im_end, eot], pad_token_id=eot, do_sample=False
-    )
-    _save_model(model, folder)
-
-    fe = WhisperFeatureExtractor(feature_size=128, return_attention_mask=True)
-    processor = Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok)  # built-in default chat template
-    processor.save_pretrained(folder)
-
-
-def build_tiny_qwen2_audio(out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False) -> Path:
-    """Build (once; again with ``force``) a tiny random Qwen2-Audio in ``out_dir``; return the folder."""
-    return _build_atomically(out_dir, "qwen2_audio", seed, lambda d: _write_qwen2_audio(d, seed), force)
-
-
-# ---------------------------------------------------------------------------
-# Audio Flamingo 3
-# ---------------------------------------------------------------------------
-
-AUDIOFLAMINGO3_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<sound>"]
 
 #: ChatML with the audio placed first in the user turn and a default system prompt,
 #: matching the rendering of the real nvidia/audio-flamingo-3-hf template.
@@ -376,60 +307,99 @@ AUDIOFLAMINGO3_CHAT_TEMPLATE = (
 )
 
 
-def _write_audioflamingo3(folder: Path, seed: int) -> None:
-    import torch
-    from transformers import (
-        AudioFlamingo3Config,
-        AudioFlamingo3EncoderConfig,
-        AudioFlamingo3ForConditionalGeneration,
-        AudioFlamingo3Processor,
-        GenerationConfig,
-        Qwen2Config,
-        WhisperFeatureExtractor,
-    )
+@dataclass(frozen=True)
+class _Family:
+    """What differs between the tiny families (transformers class names)."""
 
-    tok = train_tiny_tokenizer(AUDIOFLAMINGO3_SPECIALS)
-    tok.chat_template = AUDIOFLAMINGO3_CHAT_TEMPLATE
-    eot, im_end, sound = (tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<sound>"))
-    text_kw = dict(_TEXT_KW, max_position_embeddings=32768)  # up to 20 x 750 audio tokens (10 min)
+    specials: tuple[str, ...]  # specials[0] is end-of-text / pad
+    audio_token: str
+    config: str
+    encoder_config: str
+    model: str
+    processor: str
+    audio_token_kw: str  # the config argument naming the placeholder id
+    text_overrides: dict = field(default_factory=dict)
+    chat_template: str | None = None  # None: the processor's built-in default
+
+
+_FAMILIES = {
+    "qwen2_audio": _Family(
+        specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"),
+        audio_token="<|AUDIO|>",
+        config="Qwen2AudioConfig",
+        encoder_config="Qwen2AudioEncoderConfig",
+        model="Qwen2AudioForConditionalGeneration",
+        processor="Qwen2AudioProcessor",
+        audio_token_kw="audio_token_index",  # exposed as config.audio_token_id through attribute_map
+    ),
+    "audioflamingo3": _Family(
+        specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<sound>"),
+        audio_token="<sound>",
+        config="AudioFlamingo3Config",
+        encoder_config="AudioFlamingo3EncoderConfig",
+        model="AudioFlamingo3ForConditionalGeneration",
+        processor="AudioFlamingo3Processor",
+        audio_token_kw="audio_token_id",
+        text_overrides={"max_position_embeddings": 32768},  # up to 20 x 750 audio tokens (10 min)
+        chat_template=AUDIOFLAMINGO3_CHAT_TEMPLATE,
+    ),
+}
+QWEN2_AUDIO_SPECIALS = list(_FAMILIES["qwen2_audio"].specials)
+AUDIOFLAMINGO3_SPECIALS = list(_FAMILIES["audioflamingo3"].specials)
+
+#: where each family keeps the blocks that token reduction acts on (relative to
+#: the ``...ForConditionalGeneration`` object); the same for both families
+_DECODER_PATHS = {
+    "language_model": "model.language_model",  # Qwen2Model, called with inputs_embeds
+    "decoder_layers": "model.language_model.layers",  # Qwen2DecoderLayer list
+    "rotary_emb": "model.language_model.rotary_emb",
+    "final_norm": "model.language_model.norm",
+    "embed_tokens": "model.language_model.embed_tokens",
+    "lm_head": "lm_head",
+    "audio_tower": "model.audio_tower",
+    "projector": "model.multi_modal_projector",
+}
+FAMILY_PATHS = {name: _DECODER_PATHS for name in _FAMILIES}
+
+
+def _write(folder: Path, name: str, seed: int) -> None:
+    import torch
+    import transformers
+    from transformers import GenerationConfig, Qwen2Config, WhisperFeatureExtractor
+
+    fam = _FAMILIES[name]
+    tok = train_tiny_tokenizer(list(fam.specials))
+    if fam.chat_template:
+        tok.chat_template = fam.chat_template
+    eot, im_end, audio = (tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", fam.audio_token))
+    text_kw = dict(_TEXT_KW, **fam.text_overrides)
     text_config = Qwen2Config(vocab_size=_round_up(len(tok)), pad_token_id=eot, eos_token_id=eot, **text_kw)
-    config = AudioFlamingo3Config(
-        audio_config=AudioFlamingo3EncoderConfig(**_ENCODER_KW).to_dict(),
+    config = getattr(transformers, fam.config)(
+        audio_config=getattr(transformers, fam.encoder_config)(**_ENCODER_KW).to_dict(),
         text_config=text_config.to_dict(),
-        audio_token_id=sound,
+        **{fam.audio_token_kw: audio},
     )
     torch.manual_seed(seed)
-    model = AudioFlamingo3ForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[im_end, eot], pad_token_id=eot, do_sample=False
-    )
+    model = getattr(transformers, fam.model)(config)
+    model.generation_config = GenerationConfig(eos_token_id=[im_end, eot], pad_token_id=eot, do_sample=False)
     _save_model(model, folder)
 
     fe = WhisperFeatureExtractor(feature_size=128, return_attention_mask=True)
-    processor = AudioFlamingo3Processor(
-        feature_extractor=fe, tokenizer=tok, chat_template=AUDIOFLAMINGO3_CHAT_TEMPLATE
-    )
-    processor.save_pretrained(folder)
-
-
-def build_tiny_audioflamingo3(out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False) -> Path:
-    """Build (once; again with ``force``) a tiny random Audio Flamingo 3 in ``out_dir``; return the folder."""
-    return _build_atomically(out_dir, "audioflamingo3", seed, lambda d: _write_audioflamingo3(d, seed), force)
-
-
-# ---------------------------------------------------------------------------
-
-TINY_FAMILIES: dict[str, Callable[..., Path]] = {
-    "qwen2_audio": build_tiny_qwen2_audio,
-    "audioflamingo3": build_tiny_audioflamingo3,
-}
+    extra = {"chat_template": fam.chat_template} if fam.chat_template else {}
+    getattr(transformers, fam.processor)(feature_extractor=fe, tokenizer=tok, **extra).save_pretrained(folder)
 
 
 def build_tiny(name: str, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False) -> Path:
-    """Build tiny model ``name`` (a key of ``TINY_FAMILIES``) in ``out_dir``."""
-    if name not in TINY_FAMILIES:
+    """Build (once; again with ``force``) tiny model ``name`` (a key of
+    ``TINY_FAMILIES``) in ``out_dir``; return the folder."""
+    if name not in _FAMILIES:
         raise KeyError(f"unknown tiny model {name!r}; known: {sorted(TINY_FAMILIES)}")
-    return TINY_FAMILIES[name](out_dir, seed=seed, force=force)
+    return _build_atomically(out_dir, name, seed, lambda d: _write(d, name, seed), force)
+
+
+build_tiny_qwen2_audio = partial(build_tiny, "qwen2_audio")
+build_tiny_audioflamingo3 = partial(build_tiny, "audioflamingo3")
+TINY_FAMILIES: dict[str, Callable[..., Path]] = {name: partial(build_tiny, name) for name in _FAMILIES}
 
 
 def tiny_model_dir(name: str, seed: int = 0) -> Path:

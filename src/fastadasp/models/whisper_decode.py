@@ -17,6 +17,8 @@ import torch
 from transformers import WhisperForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from ..engine.masks import additive_mask
+
 __all__ = ["DecodeResult", "greedy_decode", "is_repetition_loop"]
 
 MAX_LOOP_PERIOD = 16
@@ -45,13 +47,6 @@ def is_repetition_loop(tokens: Sequence[int], hit_max: bool, max_period: int = M
         return False
     t = list(tokens)
     return any(t[-k:] == t[-2 * k : -k] for k in range(1, min(max_period, len(t) // 2) + 1))
-
-
-def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """bool keep-mask -> additive float mask.  ``finfo.min`` (not -inf) keeps a fully masked row
-    finite instead of NaN."""
-    mask = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
-    return mask.masked_fill_(~keep, torch.finfo(dtype).min)
 
 
 @torch.inference_mode()
@@ -86,10 +81,10 @@ def greedy_decode(
         if encoder_mask.shape != (bsz, n):
             raise ValueError(f"encoder_mask shape {tuple(encoder_mask.shape)} != {(bsz, n)}")
         keep = encoder_mask.to(device=device, dtype=torch.bool)
-        cross_mask = _additive_mask(keep[:, None, None, :], dtype)  # (B, 1, 1, n), broadcast over queries
+        cross_mask = additive_mask(keep[:, None, None, :], dtype)  # (B, 1, 1, n), broadcast over queries
     # Only the prompt step has several queries; later steps attend to the whole cache.
     causal = torch.ones(p, p, dtype=torch.bool, device=device).tril()
-    self_mask = _additive_mask(causal[None, None], dtype) if p > 1 else None
+    self_mask = additive_mask(causal[None, None], dtype) if p > 1 else None
 
     vocab = model.proj_out.out_features
     banned = torch.zeros(vocab, dtype=torch.bool, device=device)
