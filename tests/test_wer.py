@@ -48,3 +48,42 @@ def test_bad_arguments():
         corpus_wer(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="unknown normalizer"):
         normalize("x", "bogus")
+
+
+# The "whisper_en" normaliser is whisper_normalizer's own class; it must give what the
+# previous implementation (transformers' copy fed whisper_normalizer's spelling map) gave.
+WHISPER_CASES = [
+    "Hello, World!",
+    "The colour is grey; she organised the centre's theatre.",
+    "twenty five apples and one hundred and three pears",
+    "I won't go, Mr. Smith's car cost $20 million.",
+    "It's 3.5 percent, one oh one, 1,000,000 people, 2nd place",
+    "The 1960s were the twenty-fourth (or so) [noise] uh years",
+    "café naïve résumé — ok?",
+    "MR. AND MRS. JONES paid £5 and €10",
+]
+
+
+@pytest.mark.parametrize("text", WHISPER_CASES)
+def test_whisper_normaliser_matches_transformers_copy_with_the_same_spelling_map(text):
+    import json
+    from importlib.resources import files
+
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    spelling = json.loads(files("whisper_normalizer").joinpath("normalizers", "english.json").read_text("utf-8"))
+    assert normalize(text) == EnglishTextNormalizer(spelling)(text)
+
+
+def test_whisper_normaliser_known_outputs():
+    assert normalize("I won't pay $20 million, Mr. Smith.") == "i will not pay $20000000 mister smith"
+    assert normalize("one oh one colours") == "101 colors"
+
+
+def test_corpus_wer_equals_jiwer_on_normalised_text():
+    import jiwer
+
+    refs = ["The colour is grey.", "twenty five apples", "a b c d e"]
+    hyps = ["the color is gray", "25 apple", "a x c e f g"]
+    expected = 100 * jiwer.wer([normalize(r) for r in refs], [normalize(h) for h in hyps])
+    assert corpus_wer(refs, hyps)["wer"] == pytest.approx(expected)

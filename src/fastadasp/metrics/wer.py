@@ -3,9 +3,11 @@
 WER numbers are only comparable under the same normalisation, so the
 normaliser is an explicit argument and is echoed in the result:
 
-- "whisper_en": OpenAI Whisper's English normaliser (transformers'
-  EnglishTextNormalizer fed the spelling map shipped by `whisper_normalizer`):
-  removes punctuation, standardises numbers and British/American spellings.
+- "whisper_en": OpenAI Whisper's English normaliser, as packaged by
+  `whisper_normalizer` (`whisper_normalizer.english.EnglishTextNormalizer`,
+  which loads its own British->American spelling map): removes punctuation,
+  standardises numbers and British/American spellings. Its output equals
+  transformers' copy of the same normaliser fed that map (tests check it).
 - "paper": what the FastAdaSP authors did (reference SPEC section 7): strip
   `<|...|>` tags, collapse spaces, drop the space before punctuation,
   lowercase. Punctuation stays, so it is stricter than "whisper_en".
@@ -14,10 +16,8 @@ normaliser is an explicit argument and is echoed in the result:
 
 from __future__ import annotations
 
-import json
 import re
 from functools import lru_cache
-from importlib.resources import files
 from typing import Any, Callable, Sequence
 
 import jiwer
@@ -34,10 +34,9 @@ _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?;:])")
 @lru_cache(maxsize=1)
 def _whisper_en() -> Callable[[str], str]:
     """Build the Whisper English normaliser once (it loads a ~1,700-entry spelling map)."""
-    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+    from whisper_normalizer.english import EnglishTextNormalizer
 
-    spelling = files("whisper_normalizer").joinpath("normalizers", "english.json")
-    return EnglishTextNormalizer(json.loads(spelling.read_text(encoding="utf-8")))
+    return EnglishTextNormalizer()
 
 
 def _paper(text: str) -> str:
