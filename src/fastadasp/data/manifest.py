@@ -11,15 +11,16 @@ file costs one sample, not the whole run.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from .audio import read_audio
 
-__all__ = ["ManifestError", "Sample", "load_manifest"]
+__all__ = ["ManifestError", "Sample", "load_manifest", "write_manifest"]
 
 _RESERVED = ("id", "audio", "text")
 
@@ -42,7 +43,10 @@ class Sample:
         return read_audio(self.audio_path, target_sr=sr)
 
 
-def _parse_line(raw: str, where: str, base: Path, require_text: bool) -> Sample:
+def _parse_line(
+    raw: str, where: str, base: Path, require_text: bool,
+    validate: Callable[[dict[str, Any]], None] | None = None,
+) -> Sample:
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -59,19 +63,30 @@ def _parse_line(raw: str, where: str, base: Path, require_text: bool) -> Sample:
     text = obj.get("text")
     if (text is None and require_text) or (text is not None and not isinstance(text, str)):
         raise ManifestError(f"{where}: 'text' must be a string, got {text!r}")
+    if validate is not None:
+        try:
+            validate(obj)
+        except ValueError as exc:
+            raise ManifestError(f"{where}: {exc}") from exc
     audio = Path(obj["audio"]).expanduser()
     extra = {k: v for k, v in obj.items() if k not in _RESERVED}
     return Sample(obj["id"], audio if audio.is_absolute() else base / audio, text, extra)
 
 
 def load_manifest(
-    path: str | Path, limit: int | None = None, *, require_text: bool = True
+    path: str | Path,
+    limit: int | None = None,
+    *,
+    require_text: bool = True,
+    validate: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[Sample]:
     """Load and validate a JSONL manifest; relative audio paths resolve against its folder.
 
     The whole file is validated even with `limit`, so a quick run with a limit
     catches the same errors as the full run. Blank lines are skipped.
     `require_text=False` lets tasks without transcripts omit `text` (or set null).
+    `validate(obj)` checks a task's own fields per line; its ValueError becomes
+    a ManifestError naming the file and line.
     """
     path = Path(path)
     if limit is not None and limit < 0:
@@ -89,7 +104,7 @@ def load_manifest(
         if not raw.strip():
             continue
         where = f"{path}:{lineno}"
-        sample = _parse_line(raw, where, base, require_text)
+        sample = _parse_line(raw, where, base, require_text, validate)
         if sample.id in first_line:
             raise ManifestError(
                 f"{where}: duplicate id {sample.id!r} (first seen on line {first_line[sample.id]})"
@@ -99,3 +114,28 @@ def load_manifest(
     if not samples:
         raise ManifestError(f"{path}: manifest has no samples")
     return samples if limit is None else samples[:limit]
+
+
+def write_manifest(path: str | Path, samples: Iterable[Sample]) -> Path:
+    """Write samples as a JSONL manifest that `load_manifest` reads back unchanged.
+
+    Audio paths under the manifest's folder are stored relative to it (the
+    folder can be moved); others stay absolute. Extras must be JSON values.
+    Written to a temporary file and renamed, so a reader never sees half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.resolve().parent
+    lines = []
+    for sample in samples:
+        clash = [k for k in _RESERVED if k in sample.extra]
+        if clash:
+            raise ManifestError(f"sample {sample.id!r}: extra field(s) {clash} clash with reserved keys")
+        audio = Path(sample.audio_path).resolve()
+        audio_str = str(audio.relative_to(base)) if audio.is_relative_to(base) else str(audio)
+        row = {"id": sample.id, "audio": audio_str, "text": sample.text, **sample.extra}
+        lines.append(json.dumps(row, ensure_ascii=False))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
