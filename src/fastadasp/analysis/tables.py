@@ -1,0 +1,598 @@
+"""Tables in the paper's layouts from collected runs (pandas throughout).
+
+How a table is read:
+- a cell is every run with the same recorded settings except ``seed``; one run
+  shows its value, several show ``mean ± std (n=k)`` (sample std);
+- ``—`` marks a cell with no run (never 0); a blank cell is one that cannot
+  exist: the full-token row at a reduced budget, a reduction method at 0 %;
+- the best value of each reduced-budget column is bold, the direction taken
+  from the runs' ``higher_is_better`` (else: WER-like lower, all else higher);
+- column ``full`` holds FLOPs target 0; other columns are FLOPs *targets*, the
+  realised FLOPs of each cell are in the provenance under the table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .paper_numbers import BUDGETS, LONG_AUDIO_TABLES, PAPER_TABLES, LongAudioPaperTable, PaperTable
+from .runs import METHOD_LABELS
+
+__all__ = ["MISSING", "NOT_APPLICABLE", "Table", "build_tables", "format_cell", "paper_tables"]
+
+MISSING = "—"
+NOT_APPLICABLE = ""
+FULL = "full"
+#: metrics shown together in one cell when a run records all of them (Clotho captions)
+TRIPLES = (("cider", "spice", "spider"),)
+#: dataset identity: runs differing in any of these never share a table
+DATASET_KEYS = ["dataset", "dataset_split", "dataset_fingerprint", "limit", "shard"]
+GROUP_KEYS = ["model", "task", *DATASET_KEYS]
+
+
+@dataclass
+class Table:
+    """One generated table: display cells, numeric means, and where they came from."""
+
+    name: str
+    title: str
+    kind: str  # "methods" | "paper_layout" | "layers" | "long_audio" | "paper"
+    cells: pd.DataFrame  # display strings (bold marked with "**...**")
+    values: pd.DataFrame  # numeric mean of the headline metric, NaN where missing
+    notes: list[str] = field(default_factory=list)
+    provenance: list[str] = field(default_factory=list)
+    provenance_cells: pd.DataFrame | None = None
+    paper: list["Table"] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """A named table row: runs of ``method`` whose settings include ``settings``."""
+
+    label: str
+    method: str
+    settings: dict = field(default_factory=dict)
+
+
+DEFAULT_ROWS = (
+    RowSpec(METHOD_LABELS["none"], "none"),
+    RowSpec("H2O", "h2o"),
+    RowSpec("Random Merge", "random_merge"),
+    RowSpec("Random Evict", "random_evict"),
+    RowSpec("A-ToMe", "atome"),
+    RowSpec("FastV", "fastv"),
+    RowSpec("FastAdaSP-Dense decay", "fastadasp_dense", {"schedule": "decay"}),
+    RowSpec("FastAdaSP-Dense constant", "fastadasp_dense", {"schedule": "constant"}),
+    RowSpec("FastAdaSP-Sparse", "fastadasp_sparse"),
+)
+
+
+# ---------------------------------------------------------------------------- cells
+
+
+def _num(x: float, decimals: int = 2) -> str:
+    return f"{x:.{decimals}f}"
+
+
+def format_cell(means: list[float], stds: list[float], n: int, decimals: int = 2) -> str:
+    """``2.25`` for one run, ``2.25 ± 0.10 (n=3)`` for several; triples joined by `` / ``."""
+    if n > 1:
+        body = " / ".join(f"{_num(m, decimals)} ± {_num(s, decimals)}" for m, s in zip(means, stds))
+        return f"{body} (n={n})"
+    return " / ".join(_num(m, decimals) for m in means)
+
+
+def _cell_metrics(runs: pd.DataFrame) -> list[str]:
+    """The metric(s) one cell shows: the headline metric, or a caption triple when recorded."""
+    primary = runs["primary_metric"].iloc[0]
+    for triple in TRIPLES:
+        if primary in triple and all(all(m in r for m in triple) for r in runs["metrics"]):
+            return list(triple)
+    return [primary]
+
+
+def _check_one_metric(runs: pd.DataFrame, what: str) -> tuple[str, bool]:
+    metrics = runs[["primary_metric", "higher_is_better"]].drop_duplicates()
+    if len(metrics) != 1:
+        raise ValueError(
+            f"{what}: runs disagree on the headline metric {metrics.to_dict('records')}; e.g. "
+            f"{runs['run_dir'].iloc[0]} vs {runs['run_dir'].iloc[-1]}"
+        )
+    return metrics["primary_metric"].iloc[0], bool(metrics["higher_is_better"].iloc[0])
+
+
+def _aggregate(runs: pd.DataFrame, shown: list[str]) -> dict:
+    """Statistics of one cell's runs."""
+    per_metric = [[float(m[name]) for m in runs["metrics"]] for name in shown]
+    series = [pd.Series(v) for v in per_metric]
+    n = len(runs)
+    realised = runs["flops_realized"].astype(float)
+    seeds = sorted({int(s) if float(s).is_integer() else s for s in runs["seed"]
+                    if s is not None and not (isinstance(s, float) and math.isnan(s))})
+    return {
+        "mean": float(pd.Series(runs["value"].astype(float)).mean()),
+        "text": format_cell([s.mean() for s in series], [s.std(ddof=1) if n > 1 else 0.0 for s in series], n),
+        "n": n,
+        "seeds": seeds,
+        "realised_min": realised.min(),
+        "realised_max": realised.max(),
+        "run_dirs": sorted(runs["run_dir"]),
+    }
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+def _setting(settings: dict, key: str) -> Any:
+    if key == "layer" and "layer" not in settings:
+        return settings.get("start_layer")
+    return settings.get(key)
+
+
+def _matches(spec: RowSpec, method: str, settings: dict) -> bool:
+    return spec.method == method and all(_setting(settings, k) == v for k, v in spec.settings.items())
+
+
+def _row_labels(variants: pd.DataFrame, specs: Iterable[RowSpec]) -> dict[tuple, tuple[int, str]]:
+    """(method, settings_key) -> (order, label). Variants sharing a label get the settings
+    that tell them apart; a variant that matches no spec gets its default label and the
+    settings that differ from the spec of its method."""
+    specs = list(specs)
+    assigned: dict[tuple, tuple[int, RowSpec, bool]] = {}
+    for method, key, settings in variants[["method", "settings_key", "settings"]].itertuples(index=False):
+        hit = next((i for i, s in enumerate(specs) if _matches(s, method, settings)), None)
+        if hit is not None:
+            assigned[(method, key)] = (hit, specs[hit], True)
+            continue
+        default = next((s for s in DEFAULT_ROWS if _matches(s, method, settings)), RowSpec(METHOD_LABELS.get(method, method), method))
+        assigned[(method, key)] = (len(specs) + [s.method for s in DEFAULT_ROWS].index(method)
+                                   if method in [s.method for s in DEFAULT_ROWS] else len(specs) + 99, default, False)
+    labels: dict[tuple, tuple[int, str]] = {}
+    by_label: dict[str, list[tuple]] = {}
+    for row_key, (_, spec, _) in assigned.items():
+        by_label.setdefault(spec.label, []).append(row_key)
+    settings_of = {(m, k): s for m, k, s in variants[["method", "settings_key", "settings"]].itertuples(index=False)}
+    for label, keys in by_label.items():
+        all_keys = sorted({k for rk in keys for k in settings_of[rk]})
+        varying = [k for k in all_keys if len({repr(settings_of[rk].get(k)) for rk in keys}) > 1]
+        for rk in keys:
+            order, spec, matched = assigned[rk]
+            settings = settings_of[rk]
+            differing = [k for k in spec_mismatch_keys(rk[0], settings, specs)] if not matched else []
+            shown = [k for k in all_keys if (k in varying or k in differing) and k not in spec.settings]
+            suffix = ", ".join(f"{k}={settings.get(k)}" for k in shown)
+            labels[rk] = (order, f"{label} ({suffix})" if suffix else label)
+    return labels
+
+
+def spec_mismatch_keys(method: str, settings: dict, specs: list[RowSpec]) -> list[str]:
+    """Settings in which a run differs from every spec of its method (why it matched none)."""
+    return sorted({k for s in specs if s.method == method for k, v in s.settings.items() if _setting(settings, k) != v})
+
+
+def _budget_label(target: float) -> str:
+    return FULL if target == 0 else f"{target * 100:g}%"
+
+
+def _direction_arrow(higher: bool) -> str:
+    return "↑" if higher else "↓"
+
+
+# ---------------------------------------------------------------------------- method tables
+
+
+@dataclass
+class _ColumnGroup:
+    label: str | None
+    runs: pd.DataFrame
+    metric: str
+    higher: bool
+
+
+def _method_matrix(groups: list[_ColumnGroup], specs: Iterable[RowSpec], budgets: Iterable[float] = ()) -> dict:
+    """Cells, numeric values and provenance of a methods x (group, budget) table."""
+    all_runs = pd.concat([g.runs for g in groups], ignore_index=True)
+    variants = all_runs.drop_duplicates(["method", "settings_key"])
+    labels = _row_labels(variants, specs)
+    ordered = sorted(labels.items(), key=lambda kv: (kv[1][0], kv[1][1]))
+    row_names = [lab for _, (_, lab) in ordered]
+    columns, text, value, prov = [], {}, {}, []
+    for g in groups:
+        targets = sorted(set(budgets) | set(g.runs["flops_target"]))
+        reduced_cols = []
+        for target in targets:
+            col = (g.label, _budget_label(target)) if g.label is not None else _budget_label(target)
+            columns.append(col)
+            if target > 0:
+                reduced_cols.append(col)
+            cell_runs = g.runs[g.runs["flops_target"] == target]
+            for (method, key), (_, row) in ordered:
+                runs = cell_runs[(cell_runs["method"] == method) & (cell_runs["settings_key"] == key)]
+                if runs.empty:
+                    cannot_exist = (method == "none") != (target == 0)
+                    text[(row, col)] = NOT_APPLICABLE if cannot_exist else MISSING
+                    value[(row, col)] = math.nan
+                    continue
+                agg = _aggregate(runs, _cell_metrics(runs))
+                text[(row, col)], value[(row, col)] = agg["text"], agg["mean"]
+                realised, scores = runs["flops_realized"].astype(float), runs["value"].astype(float)
+                prov.append({
+                    "row": row, "column": g.label or "", "flops_target": target, "n": agg["n"],
+                    "seeds": ",".join(map(str, agg["seeds"])) or "-",
+                    "flops_realized": f"{agg['realised_min']:.4f}-{agg['realised_max']:.4f}",
+                    "run_dirs": ", ".join(_short(d) for d in agg["run_dirs"]),
+                    # numeric, for plots
+                    "method": method, "realised_mean": realised.mean(), "realised_std": realised.std(ddof=1) if len(runs) > 1 else 0.0,
+                    "value_mean": scores.mean(), "value_std": scores.std(ddof=1) if len(runs) > 1 else 0.0,
+                })
+        _mark_best(text, value, row_names, reduced_cols, g.higher)
+    index = pd.Index(row_names, name="method")
+    col_index = pd.MultiIndex.from_tuples(columns) if groups[0].label is not None else pd.Index(columns)
+    cells = pd.DataFrame([[text[(r, c)] for c in columns] for r in row_names], index=index, columns=col_index)
+    values = pd.DataFrame([[value[(r, c)] for c in columns] for r in row_names], index=index, columns=col_index)
+    return {"cells": cells, "values": values, "provenance": pd.DataFrame(prov)}
+
+
+def _mark_best(text: dict, value: dict, rows: list[str], columns: list, higher: bool) -> None:
+    for col in columns:
+        vals = pd.Series({r: value[(r, col)] for r in rows}, dtype=float).dropna()
+        if vals.empty:
+            continue
+        best = vals.max() if higher else vals.min()
+        for r in vals.index[vals == best]:
+            text[(r, col)] = f"**{text[(r, col)]}**"
+
+
+def _short(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _slug(*parts: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", "_".join(str(p) for p in parts if p not in (None, ""))).strip("_")
+
+
+def _dataset_label(row: pd.Series | dict) -> str:
+    label = str(row["dataset"])
+    if row.get("dataset_split"):
+        label += f"/{row['dataset_split']}"
+    if row.get("limit") is not None and not (isinstance(row["limit"], float) and math.isnan(row["limit"])):
+        label += f" (first {int(row['limit'])})"
+    if row.get("shard"):
+        label += f" shard {row['shard']}"
+    return label
+
+
+def _provenance_lines(runs: pd.DataFrame, budget_model: str | None) -> list[str]:
+    def distinct(col: str) -> str:
+        vals = sorted({str(v) for v in runs[col] if v is not None and not (isinstance(v, float) and math.isnan(v))})
+        return ", ".join(vals) if vals else "not recorded"
+
+    fingerprints = distinct("dataset_fingerprint")
+    realised = runs.loc[runs["flops_target"] > 0, "flops_realized"].astype(float)
+    lines = [
+        f"model: {distinct('model')}",
+        "dataset: " + "; ".join(sorted({_dataset_label(r) for _, r in runs.iterrows()})) + f" (fingerprint: {fingerprints})",
+        f"normaliser (metrics.normalizer): {distinct('normalizer')}",
+        f"budget model: {budget_model or distinct('budget_model')}"
+        + ("" if budget_model is None else f" (full-token runs recorded under: {distinct('budget_model')})"),
+        "realised FLOPs reduction over reduced runs: "
+        + (f"{realised.min():.4f}-{realised.max():.4f}" if not realised.empty else "none"),
+        f"runs: {len(runs)} (samples per run: {distinct('num_samples')}; failed samples: {distinct('num_failed')})",
+        f"git commits: {distinct('git_commit')}",
+    ]
+    return lines
+
+
+# ---------------------------------------------------------------------------- grouping
+
+
+def _group_key(row: pd.Series) -> tuple:
+    return tuple(None if (isinstance(row[k], float) and math.isnan(row[k])) else row[k] for k in GROUP_KEYS)
+
+
+def _budget_groups(runs: pd.DataFrame) -> list[tuple[dict, str, pd.DataFrame]]:
+    """(identity, budget model, runs) per (model, task, dataset) and budget model. Full-token
+    runs join every budget-model group of their (model, task, dataset); runs recorded with the
+    group's budget model are preferred when there are such."""
+    if runs.empty:
+        return []
+    runs = runs.assign(_gk=runs.apply(_group_key, axis=1))
+    out = []
+    for gk, sub in runs.groupby("_gk", sort=True):
+        identity = dict(zip(GROUP_KEYS, gk))
+        base = sub[sub["method"] == "none"]
+        reduced = sub[sub["method"] != "none"]
+        models = sorted(set(reduced["budget_model"])) or sorted(set(base["budget_model"]))
+        for bm in models:
+            own = base[base["budget_model"] == bm]
+            chosen = pd.concat([own if not own.empty else base, reduced[reduced["budget_model"] == bm]])
+            out.append((identity, bm, chosen.drop(columns="_gk")))
+    return out
+
+
+# ---------------------------------------------------------------------------- paper blocks
+
+
+def _paper_method_table(paper: PaperTable, tasks: Iterable[str] | None = None) -> Table:
+    """The paper's numbers as a Table in the same layout as ours."""
+    tasks = [t for t in paper.tasks if tasks is None or t in tasks]
+    rows = [("Full-token baseline", None, {})] + [(r.label, r.values, r.extra) for r in paper.rows]
+    text, value, columns = {}, {}, []
+    extra_cols = ["TE", "TE rank"] if paper.layout == "layers" else []
+    for col in extra_cols:
+        columns.append(("", col))
+        key = {"TE": "te", "TE rank": "te_rank"}[col]
+        for label, _, extra in rows:
+            v = extra.get(key)
+            text[(label, ("", col))] = MISSING if v is None else (f"{v:.2f}" if key == "te" else str(v))
+            value[(label, ("", col))] = math.nan if v is None else float(v)
+    for task in tasks:
+        metric, higher = paper.tasks[task]
+        names = " / ".join(metric) if isinstance(metric, tuple) else metric
+        group = f"{task.upper()} ({names} {_direction_arrow(higher)})"
+        for target in (0.0, *BUDGETS):
+            col = (group, _budget_label(target))
+            columns.append(col)
+            for label, vals, _ in rows:
+                v = paper.baseline[task] if vals is None and target == 0 else (
+                    None if vals is None or target == 0 else vals[task][BUDGETS.index(target)])
+                if v is None:
+                    text[(label, col)] = NOT_APPLICABLE if (vals is None) != (target == 0) else MISSING
+                    value[(label, col)] = math.nan
+                    continue
+                triple = isinstance(v, tuple)
+                text[(label, col)] = format_cell(list(v) if triple else [v], [0.0] * (3 if triple else 1), 1)
+                value[(label, col)] = float(v[0] if triple else v)
+        _mark_best(text, value, [r[0] for r in rows[1:]], [c for c in columns if c[0] == group and c[1] != FULL], higher)
+    labels = [r[0] for r in rows]
+    if paper.layout == "layers":  # the paper puts the baseline in the caption
+        labels = labels[1:]
+        columns = [c for c in columns if c[1] != FULL]
+    idx = pd.Index(labels, name="method" if paper.layout == "methods" else "layer")
+    cols = pd.MultiIndex.from_tuples(columns)
+    return Table(
+        name=f"paper_{paper.id}",
+        title=f"Paper: {paper.title}",
+        kind="paper",
+        cells=pd.DataFrame([[text[(r, c)] for c in columns] for r in labels], index=idx, columns=cols),
+        values=pd.DataFrame([[value[(r, c)] for c in columns] for r in labels], index=idx, columns=cols),
+        notes=[f"Model: {paper.model}. Source: {paper.source}. Bold = best per column by the same rule as ours "
+               "(not copied from the paper)."]
+        + ([f"Full-token baseline: {paper.baseline}."] if paper.layout == "layers" else []) + list(paper.notes),
+        meta={"paper_id": paper.id, "model": paper.model},
+    )
+
+
+def _paper_long_audio_table(paper: LongAudioPaperTable) -> Table:
+    cols = ["Beam", "Audio (s)", "Token reduce %", "FLOPs reduction %", "RTF", "Prefill (s)", "Decode (s)",
+            "Throughput (tok/s)"]
+    full = {(b, a): thr for b, a, red, _, _, _, _, thr in paper.rows if red is None}
+    text, values = [], []
+    for beam, audio, red, flops, rtf, pre, dec, thr in paper.rows:
+        speed = thr / full[(beam, audio)]
+        text.append([str(beam), str(audio), "Full Token" if red is None else f"{red:g}", f"{flops:.2f}", f"{rtf:.3f}",
+                     f"{pre:.2f}", f"{dec:.2f}", f"{thr:.2f}" + ("" if red is None else f" ({speed:.2f}x)")])
+        values.append([beam, audio, 0 if red is None else red, flops, rtf, pre, dec, thr])
+    return Table(
+        name=f"paper_{paper.id}", title=f"Paper: {paper.title}", kind="paper",
+        cells=pd.DataFrame(text, columns=cols), values=pd.DataFrame(values, columns=cols),
+        notes=[f"Model: {paper.model}, device: {paper.device}. Source: {paper.source}."],
+        meta={"paper_id": paper.id},
+    )
+
+
+def paper_tables() -> list[Table]:
+    """Every paper table on its own, for reference."""
+    return [_paper_method_table(p) for p in PAPER_TABLES.values()] + [
+        _paper_long_audio_table(p) for p in LONG_AUDIO_TABLES.values()]
+
+
+# ---------------------------------------------------------------------------- our tables
+
+
+def _generic_tables(runs: pd.DataFrame) -> list[Table]:
+    tables = []
+    for identity, bm, sub in _budget_groups(runs):
+        what = f"{identity['model']} / {identity['task']} / {_dataset_label(identity)} / budget={bm}"
+        metric, higher = _check_one_metric(sub, what)
+        shown = _cell_metrics(sub)
+        m = _method_matrix([_ColumnGroup(None, sub, metric, higher)], DEFAULT_ROWS, BUDGETS)
+        papers = [_paper_method_table(p, [identity["task"]]) for p in PAPER_TABLES.values()
+                  if identity["task"] in p.tasks and p.layout == "methods" and p.id != "talk_table8"]
+        tables.append(Table(
+            name=_slug("methods", identity["model"], identity["task"], identity["dataset"], identity["dataset_split"],
+                       f"limit{identity['limit']}" if identity["limit"] is not None else None, identity["shard"], bm),
+            title=f"{identity['task'].upper()} on {_dataset_label(identity)}, {identity['model']}, budget model "
+                  f"'{bm}': {' / '.join(shown)} ({_direction_arrow(higher)}) per FLOPs-reduction target",
+            kind="methods", cells=m["cells"], values=m["values"],
+            provenance=_provenance_lines(sub, bm), provenance_cells=m["provenance"], paper=papers,
+            meta={**identity, "budget_model": bm, "metric": metric, "higher_is_better": higher, "runs": sub},
+        ))
+    return tables
+
+
+def _paper_layout_tables(runs: pd.DataFrame) -> list[Table]:
+    tables = []
+    groups = _budget_groups(runs)
+    for paper in PAPER_TABLES.values():
+        if paper.layout != "methods":
+            continue
+        methods = {r.method for r in paper.rows} | {"none"}
+        by_model: dict[tuple, list] = {}
+        for identity, bm, sub in groups:
+            if identity["task"] in paper.tasks:
+                sub = sub[sub["method"].isin(methods)]
+                if (sub["method"] != "none").any():
+                    by_model.setdefault((identity["model"], bm), []).append((identity, sub))
+        for (model, bm), members in sorted(by_model.items()):
+            members.sort(key=lambda m: (list(paper.tasks).index(m[0]["task"]), _dataset_label(m[0])))
+            col_groups = []
+            for identity, sub in members:
+                metric, higher = _check_one_metric(sub, f"{model} / {identity['task']} / {_dataset_label(identity)}")
+                names = " / ".join(_cell_metrics(sub))
+                label = f"{identity['task'].upper()} {_dataset_label(identity)} ({names} {_direction_arrow(higher)})"
+                col_groups.append(_ColumnGroup(label, sub, metric, higher))
+            specs = [RowSpec(METHOD_LABELS["none"], "none")] + [RowSpec(r.label, r.method, r.settings) for r in paper.rows]
+            m = _method_matrix(col_groups, specs, BUDGETS)
+            present = {i["task"] for i, _ in members}
+            absent = [t.upper() for t in paper.tasks if t not in present]
+            all_runs = pd.concat([s for _, s in members])
+            tables.append(Table(
+                name=_slug(paper.id, model, bm),
+                title=f"{paper.title.split(':')[0]} layout, ours: {model}, budget model '{bm}'",
+                kind="paper_layout", cells=m["cells"], values=m["values"],
+                notes=([f"Tasks of the paper table without runs here: {', '.join(absent)}."] if absent else [])
+                + list(paper.notes),
+                provenance=_provenance_lines(all_runs, bm), provenance_cells=m["provenance"],
+                paper=[_paper_method_table(paper)],
+                meta={"paper_id": paper.id, "model": model, "budget_model": bm, "runs": all_runs},
+            ))
+    return tables
+
+
+def _te_for(te_files: list[dict], identity: dict) -> dict | None:
+    for te in te_files:
+        if all(te.get(k) in (None, identity[k]) for k in ("model", "task", "dataset")):
+            return te
+    return None
+
+
+def _layer_tables(runs: pd.DataFrame, te_files: list[dict]) -> list[Table]:
+    """Talk Table 6 layout: FastAdaSP-Sparse per layer, with TE and its rank where known."""
+    tables = []
+    for identity, bm, sub in _budget_groups(runs):
+        sparse = sub[sub["method"] == "fastadasp_sparse"]
+        te = _te_for(te_files, identity)
+        if sparse.empty or (sparse["layer"].nunique() < 2 and te is None):
+            continue
+        metric, higher = _check_one_metric(sparse, f"layer selection {identity}")
+        layers = sorted(set(sparse["layer"].dropna().astype(int)) | (set(te["curve"]["layer"]) if te else set()))
+        specs = [RowSpec(f"Layer {layer}", "fastadasp_sparse", {"layer": layer}) for layer in layers]
+        m = _method_matrix([_ColumnGroup(None, sparse, metric, higher)], specs, BUDGETS)
+        cells, values = m["cells"], m["values"]
+        present = {int(re.match(r"Layer (\d+)", r).group(1)) for r in cells.index}
+        missing_layers = [layer for layer in layers if layer not in present]
+        if missing_layers:  # TE known, no runs: show the row with missing cells
+            extra = pd.DataFrame(MISSING, index=[f"Layer {layer}" for layer in missing_layers], columns=cells.columns)
+            cells = pd.concat([cells, extra])
+            values = pd.concat([values, pd.DataFrame(math.nan, index=extra.index, columns=values.columns)])
+        layer_of = {r: int(re.match(r"Layer (\d+)", r).group(1)) for r in cells.index}
+        te_vals = te["curve"].set_index("layer") if te else None
+        te_col = [f"{te_vals.loc[layer_of[r], 'te']:.4g}" if te and layer_of[r] in te_vals.index else MISSING for r in cells.index]
+        rank_col = [str(int(te_vals.loc[layer_of[r], "rank"])) if te and layer_of[r] in te_vals.index else MISSING
+                    for r in cells.index]
+        cells.insert(0, "TE rank", rank_col)
+        cells.insert(0, "TE", te_col)
+        values.insert(0, "TE rank", [float(x) if x != MISSING else math.nan for x in rank_col])
+        values.insert(0, "TE", [te_vals.loc[layer_of[r], "te"] if te and layer_of[r] in te_vals.index else math.nan
+                                for r in cells.index])
+        selected = te.get("selected_layer") if te else None
+        order = sorted(cells.index, key=lambda r: (layer_of[r] == selected, layer_of[r]))
+        rename = {r: f"{r} (selected)" for r in cells.index if layer_of[r] == selected}
+        cells, values = cells.loc[order].rename(index=rename), values.loc[order].rename(index=rename)
+        cells.index.name = values.index.name = "layer"
+        base = sub[sub["method"] == "none"]
+        base_text = _aggregate(base, _cell_metrics(base))["text"] if not base.empty else MISSING
+        notes = [f"Full-token baseline {metric}: {base_text}."]
+        if te:
+            notes.append(f"TE from {_short(te['file'])}; selected layer {selected}; rule: {te.get('rule', 'not recorded')}.")
+        else:
+            notes.append("No transfer_entropy.json matches this model/task: TE columns are missing.")
+        tables.append(Table(
+            name=_slug("layers", identity["model"], identity["task"], identity["dataset"], identity["dataset_split"], bm),
+            title=f"Talk Table 6 layout (layer selection), ours: FastAdaSP-Sparse on {identity['task'].upper()} "
+                  f"{_dataset_label(identity)}, {identity['model']}, budget model '{bm}' ({metric} {_direction_arrow(higher)})",
+            kind="layers", cells=cells, values=values, notes=notes,
+            provenance=_provenance_lines(pd.concat([base, sparse]), bm), provenance_cells=m["provenance"],
+            paper=[_paper_method_table(PAPER_TABLES["talk_table6"])] if identity["task"] == "er" else [],
+            meta={**identity, "budget_model": bm, "te_file": te["file"] if te else None},
+        ))
+    return tables
+
+
+def _long_audio_tables(bench: pd.DataFrame) -> list[Table]:
+    """Talk Table 12 / WavLLM Tables 3-4 layout from long_audio_benchmark files."""
+    if bench.empty:
+        return []
+    tables = []
+    bench = bench.assign(dtype=bench["dtype"].fillna("-"))
+    for (model, device, dtype), sub in bench.groupby(["model", "device", "dtype"], sort=True):
+        keys = ["audio_s", "beam", "method", "flops_target"]
+        rows_text, rows_val = [], []
+        full_thr = {}
+        agg = sub.groupby(keys, sort=False)
+        ordered = sorted(agg.groups, key=lambda k: (k[0], k[1], k[2] != "none", k[3], k[2]))
+        for key in ordered:
+            runs = agg.get_group(key)
+            if key[2] == "none":
+                full_thr[(key[0], key[1])] = runs["throughput_tok_s"].astype(float).mean() if "throughput_tok_s" in runs else math.nan
+        for audio, beam, method, target in ordered:
+            runs = agg.get_group((audio, beam, method, target))
+
+            def stat(col: str, scale: float = 1.0, decimals: int = 2) -> tuple[str, float]:
+                if col not in runs or runs[col].isna().all():
+                    return MISSING, math.nan
+                v = runs[col].dropna().astype(float) * scale
+                return format_cell([v.mean()], [v.std(ddof=1) if len(v) > 1 else 0.0], len(v), decimals), v.mean()
+
+            thr_text, thr = stat("throughput_tok_s")
+            full = full_thr.get((audio, beam), math.nan)
+            if method != "none" and not math.isnan(thr) and full and not math.isnan(full):
+                thr_text += f" ({thr / full:.2f}x)"
+            kv_text, kv = stat("kv_bytes", 1 / 2**20)
+            kv_ratio = (runs["kv_bytes"].astype(float) / runs["kv_bytes_full"].astype(float)).mean() \
+                if {"kv_bytes", "kv_bytes_full"} <= set(runs) else math.nan
+            cols = {
+                "Method": (METHOD_LABELS.get(method, method) if method != "none" else "Full Token", math.nan),
+                "Beam": (str(beam), beam), "Audio (s)": (f"{audio:g}", audio),
+                "Token reduce %": stat("token_reduction", 100) if method != "none" else ("Full Token", 0.0),
+                "FLOPs reduction %": stat("flops_realized", 100),
+                "RTF": stat("rtf", 1, 3), "Prefill (s)": stat("prefill_s", 1, 3), "Decode (s)": stat("decode_s", 1, 3),
+                "Throughput (tok/s)": (thr_text, thr), "KV cache (MiB)": (kv_text, kv),
+                "KV vs full": (MISSING if math.isnan(kv_ratio) else f"{kv_ratio:.3f}", kv_ratio),
+                "Peak mem (MiB)": stat("peak_mem_bytes", 1 / 2**20, 1),
+                "Repeats": (str(int(runs["repeats"].sum())) if "repeats" in runs else MISSING,
+                            float(runs["repeats"].sum()) if "repeats" in runs else math.nan),
+            }
+            rows_text.append({k: v[0] for k, v in cols.items()})
+            rows_val.append({k: v[1] for k, v in cols.items()})
+        files = sorted(set(sub["file"]))
+        commands = sorted({c for c in sub["command"].dropna()})
+        tables.append(Table(
+            name=_slug("long_audio", model, device, dtype),
+            title=f"Talk Table 12 / WavLLM Tables 3-4 layout, ours: {model} on {device} ({dtype})",
+            kind="long_audio", cells=pd.DataFrame(rows_text), values=pd.DataFrame(rows_val),
+            notes=["FLOPs reduction % is the realised reduction recorded by the benchmark (our analytic FLOPs "
+                   "model); the paper's formula is not published. Throughput (Nx) = relative to the full-token row "
+                   "of the same beam and audio length. Cells with several rows: mean ± std (n)."],
+            provenance=[f"files: {', '.join(_short(f) for f in files)}", f"device: {device}", f"dtype: {dtype}",
+                        f"model: {model}", "command: " + (" | ".join(commands) if commands else "not recorded")],
+            paper=[_paper_long_audio_table(p) for p in LONG_AUDIO_TABLES.values()],
+            meta={"model": model, "device": device, "dtype": dtype, "rows": sub},
+        ))
+    return tables
+
+
+def build_tables(runs: pd.DataFrame, benchmarks: pd.DataFrame | None = None,
+                 te_files: list[dict] | None = None, include_paper: bool = True) -> list[Table]:
+    """All tables: one per (model, task, dataset, budget model); the paper's multi-task layouts
+    (WavLLM 1-2, talk 8-10) per (model, budget model); layer selection (talk 6); long audio
+    (talk 12); and, with ``include_paper``, the paper's tables on their own."""
+    tables = _generic_tables(runs) + _paper_layout_tables(runs) + _layer_tables(runs, te_files or [])
+    tables += _long_audio_tables(benchmarks if benchmarks is not None else pd.DataFrame())
+    if include_paper:
+        tables += paper_tables()
+    names = [t.name for t in tables]
+    dupes = {n for n in names if names.count(n) > 1}
+    for name in dupes:  # distinct groups that slug alike (e.g. fingerprints differ): number them
+        for i, t in enumerate([t for t in tables if t.name == name]):
+            t.name = f"{name}_{i + 1}"
+    return tables
