@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from fastadasp.metrics import accuracy, bleu, captions, classification_accuracy, corpus_bleu, exact_match
+from fastadasp.metrics import bleu, captions, classification_accuracy, corpus_bleu, exact_match
+from fastadasp.metrics.accuracy import accuracy
 from fastadasp.metrics.accuracy import normalize_answer
 
 # ----------------------------------------------------------------------------- BLEU
@@ -306,3 +307,24 @@ def test_get_spice_rejects_a_wrong_zip(get_spice, tmp_path):
         zf.writestr("something/else.jar", b"x")
     with pytest.raises(SystemExit, match="has no stanford-corenlp-full-2015-12-09/stanford-corenlp-3.6.0"):
         get_spice.main(["--zip", str(archive), "--lib-dir", str(tmp_path / "lib")])
+
+
+# ----------------------------------------------------------------------------- config targets
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "fastadasp.metrics.wer.corpus_wer",
+        "fastadasp.metrics.bleu.corpus_bleu",
+        "fastadasp.metrics.accuracy.accuracy",
+        "fastadasp.metrics.accuracy.classification_accuracy",
+        "fastadasp.metrics.accuracy.exact_match",
+        "fastadasp.metrics.captions.caption_scores",
+    ],
+)
+def test_metric_targets_resolve_for_hydra(target):
+    """A package-level name equal to a submodule's would hide it from `_target_` paths."""
+    from hydra.utils import get_method
+
+    assert get_method(target).__name__ == target.rsplit(".", 1)[1]

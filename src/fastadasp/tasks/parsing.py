@@ -80,7 +80,8 @@ class LabelAnswer:
     1. Words: lower-case, punctuation removed.
     2. The whole answer is a label -> that label.
     3. Otherwise every word (or multi-word label) that is a label or a synonym
-       of one (`EMOTION_SYNONYMS` plus `synonyms`, {word: label-or-synonym})
+       of one (`EMOTION_SYNONYMS`, plus `synonyms`: {word: a label, or a group
+       word that resolves to a label through its group})
        is a mention. A mention negated by one of `_NEGATIONS` within the two
        words before it, with no punctuation in between, is dropped: "not happy
        but sad" -> sadness, "not very happy" -> None, but "no doubt, happy" -> joy.
@@ -145,9 +146,9 @@ _ONE_SPEAKER = re.compile(
     re.IGNORECASE,
 )
 _MANY_SPEAKERS = re.compile(
-    r"\b(?:two|three|four|2|3|4|multiple|several|many|different|more than one) (?:speakers|people|persons|voices|different speakers)\b"
+    r"\b(?:two|three|four|2|3|4|multiple|several|many|more than one)(?: different)? (?:speakers|people|persons|voices)\b"
     r"|\bmore than one (?:speaker|person|voice)\b"
-    r"|\b(?:different|two different) (?:speaker|person|voice)s?\b",
+    r"|\bdifferent (?:speakers|people|persons|voices)\b",
     re.IGNORECASE,
 )
 
@@ -196,8 +197,9 @@ class YesNoAnswer:
         return f"YesNoAnswer(speaker_phrases={self.speaker_phrases})"
 
 
-_LETTER_ALONE = re.compile(r"^\W*[\(\[]?([A-Za-z])[\)\]]?[.:]?\W*$")
+_LETTER_ALONE = re.compile(r"^\W*([A-Za-z])\W*$")
 _LETTER_LEADING = re.compile(r"^\s*(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[.):])(?:\s|$)")
+_LETTER_BRACKETED = re.compile(r"\(([A-Za-z])\)")
 _LETTER_STATED = re.compile(
     r"\b(?i:answer|option|choice)(?:\s+is)?\s*:?\s*"
     r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Z])\b(?!')|([a-z])(?=\s*(?:[.,;!)]|$)))"
@@ -209,12 +211,12 @@ class ChoiceAnswer:
 
     Rule, in order (letters beyond the number of choices are ignored):
     1. The whole answer is a letter: "B", "b", "(b)", "B.", "[B]".
-    2. The answer starts with a marked letter: "B. a dog", "(B) a dog", "B) ...",
-       "B: ..." -> B. A bare leading "A" followed by a word ("A dog barks")
-       is an article, not a letter.
-    3. Stated letters: "Answer: B", "The answer is (B).", "option C". One
-       distinct letter -> it; different letters -> None (ambiguous).
-    4. Choice text: the normalised answer (`normalize_answer`) equals one
+    2. Marked letters: a leading "B. a dog", "(B) a dog", "B) ...", "B: ...";
+       "Answer: B", "The answer is B.", "option C"; any bracketed "(B)".
+       One distinct letter -> it (the letter wins over any choice text);
+       different letters ("(A) or (B)") -> None (ambiguous). A bare leading
+       "A" followed by a word ("A dog barks") is an article, not a letter.
+    3. Choice text: the normalised answer (`normalize_answer`) equals one
        choice's -> its letter; else the choices whose text occurs in the
        answer as whole words, dropping any that is part of a longer found
        choice ("hot dog" beats "dog"); one left -> its letter, else None.
@@ -228,11 +230,14 @@ class ChoiceAnswer:
             found = next((g for g in groups if g), None)
             return found.upper() if found and found.upper() in valid else None
 
-        for pattern in (_LETTER_ALONE, _LETTER_LEADING):
-            match = pattern.match(prediction)
-            if match and letter(*match.groups()):
-                return letter(*match.groups())
-        stated = {letter(*m.groups()) for m in _LETTER_STATED.finditer(prediction)} - {None}
+        alone = _LETTER_ALONE.match(prediction)
+        if alone and letter(alone.group(1)):
+            return letter(alone.group(1))
+        leading = _LETTER_LEADING.match(prediction)
+        stated = {letter(*leading.groups())} if leading else set()
+        stated |= {letter(*m.groups()) for m in _LETTER_STATED.finditer(prediction)}
+        stated |= {letter(m.group(1)) for m in _LETTER_BRACKETED.finditer(prediction)}
+        stated -= {None}
         if stated:
             return stated.pop() if len(stated) == 1 else None
         answer = normalize_answer(prediction)
