@@ -1,4 +1,4 @@
-"""Audio reading/resampling, manifest validation and the espeak-ng demo-set builder."""
+"""Manifest validation (read and write) and the espeak-ng demo-set builder."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from fastadasp.data import demo_set
-from fastadasp.data.audio import AudioError, read_audio, resample
-from fastadasp.data.manifest import ManifestError, Sample, load_manifest
+from fastadasp.data.audio import AudioError
+from fastadasp.data.manifest import ManifestError, Sample, load_manifest, write_manifest
 
 
 def _write_wav(path: Path, data: np.ndarray, sr: int) -> Path:
@@ -20,57 +20,7 @@ def _write_wav(path: Path, data: np.ndarray, sr: int) -> Path:
     return path
 
 
-def _peak_hz(x: np.ndarray, sr: int) -> float:
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    return float(np.fft.rfftfreq(len(x), 1.0 / sr)[spectrum.argmax()])
-
-
-# ---------------------------------------------------------------- audio
-
-def test_resample_sine_keeps_frequency_and_length():
-    n = 22050
-    x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(n) / 22050)
-    y = resample(x, 22050, 16000)
-    assert y.dtype == np.float32
-    assert abs(len(y) - round(n * 16000 / 22050)) <= 1
-    assert abs(_peak_hz(y, 16000) - 440) <= 2
-    ideal = 0.5 * np.sin(2 * np.pi * 440 * np.arange(len(y)) / 16000)
-    assert np.abs(y - ideal)[100:-100].max() < 1e-3  # away from the zero-padded edges
-
-
-def test_resample_removes_content_above_new_nyquist():
-    x = np.sin(2 * np.pi * 9000 * np.arange(22050) / 22050)  # above 8 kHz: must not alias
-    assert np.abs(resample(x, 22050, 16000)[100:-100]).max() < 1e-3
-
-
-def test_read_audio_mixes_stereo_and_resamples(tmp_path):
-    t = np.arange(22050) / 22050
-    left, right = 0.4 * np.sin(2 * np.pi * 440 * t), np.zeros_like(t)
-    path = _write_wav(tmp_path / "st.wav", np.stack([left, right], axis=1), 22050)
-    y = read_audio(path)
-    assert y.ndim == 1 and y.dtype == np.float32 and abs(len(y) - 16000) <= 1
-    assert abs(_peak_hz(y, 16000) - 440) <= 2
-    assert 0.18 < np.abs(y).max() < 0.22  # mean of the two channels: half the amplitude
-
-
-def test_read_audio_same_rate_is_untouched(tmp_path):
-    x = np.linspace(-0.5, 0.5, 1600)
-    y = read_audio(_write_wav(tmp_path / "a.wav", x, 16000))
-    assert np.allclose(y, x, atol=1e-4)
-
-
-def test_read_audio_errors(tmp_path):
-    missing = tmp_path / "nope.wav"
-    with pytest.raises(AudioError, match=r"audio file not found: .*nope\.wav"):
-        read_audio(missing)
-    bad = tmp_path / "bad.wav"
-    bad.write_bytes(b"this is not audio at all" * 10)
-    with pytest.raises(AudioError, match=r"cannot read audio file .*bad\.wav: ") as info:
-        read_audio(bad)
-    assert isinstance(info.value, ValueError)
-    empty = _write_wav(tmp_path / "empty.wav", np.zeros(0), 16000)
-    with pytest.raises(AudioError, match=r"empty audio: .*empty\.wav"):
-        read_audio(empty)
+# Audio reading and resampling are tested in tests/test_audio.py.
 
 
 # ---------------------------------------------------------------- manifest
@@ -125,6 +75,35 @@ def test_manifest_text_optional_when_not_required(tmp_path):
 def test_manifest_errors_name_file_and_line(tmp_path, rows, pattern):
     with pytest.raises(ManifestError, match=pattern):
         load_manifest(_manifest(tmp_path, rows))
+
+
+def test_write_manifest_round_trips_extras_and_paths(tmp_path):
+    (tmp_path / "out" / "wavs").mkdir(parents=True)
+    inside = _write_wav(tmp_path / "out" / "wavs" / "a.wav", np.zeros(160) + 0.1, 16000)
+    outside = _write_wav(tmp_path / "b.wav", np.zeros(160) + 0.1, 16000)
+    samples = [
+        Sample("a", inside, None, {"choices": ["x", "y"], "answer": "B", "captions": ["c1", "c2"]}),
+        Sample("b", outside, "ünïcode text", {"labels": ["neutral", "joy"], "label": "joy", "n": 3}),
+    ]
+    path = write_manifest(tmp_path / "out" / "m.jsonl", samples)
+    assert json.loads(path.read_text().splitlines()[0])["audio"] == "wavs/a.wav"  # relative inside
+    back = load_manifest(path, require_text=False)
+    assert [(s.id, s.audio_path, s.text, s.extra) for s in back] == [
+        (s.id, s.audio_path.resolve(), s.text, s.extra) for s in samples]
+    with pytest.raises(ManifestError, match="clash with reserved keys"):
+        write_manifest(tmp_path / "x.jsonl", [Sample("c", outside, None, {"audio": "y"})])
+
+
+def test_manifest_validate_hook_names_the_line(tmp_path):
+    path = _manifest(tmp_path, [{"id": "a", "audio": "a.wav", "text": "t", "n": 1},
+                                {"id": "b", "audio": "b.wav", "text": "t", "n": -1}])
+
+    def positive(obj):
+        if obj["n"] <= 0:
+            raise ValueError(f"'n' must be positive, got {obj['n']}")
+
+    with pytest.raises(ManifestError, match=r"m\.jsonl:2: 'n' must be positive, got -1"):
+        load_manifest(path, validate=positive)
 
 
 def test_manifest_missing_file(tmp_path):

@@ -48,11 +48,18 @@ class CorpusFixture:
 
     def overrides(self) -> list[str]:
         """run.py overrides that select this corpus (`dataset=<name> dataset.root=...`)."""
-        key = "path" if self.name in ("manifest", "sqa_manifest", "hf") else "root"
-        out = [f"dataset={self.name}", f"dataset.{key}={self.root}"]
-        for k, v in self.kwargs.items():
-            out.append(f"dataset.{k}={json.dumps(v) if not isinstance(v, str) else v}")
-        return out
+        key = "path" if self.name in ("manifest", "sqa", "hf") else "root"
+        return [f"dataset={self.name}", f"dataset.{key}={self.root}",
+                *(f"dataset.{k}={_hydra_value(v)}" for k, v in self.kwargs.items())]
+
+
+def _hydra_value(value: Any) -> str:
+    """A Hydra override literal: [a,b] lists, {k:v} dicts, plain scalars."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    return str(value)
 
 
 # ---------------------------------------------------------------- audio makers
@@ -358,7 +365,7 @@ def build_sqa_manifest(out: str | Path) -> CorpusFixture:
                      "answer": answer, "transcript": passage})
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     expected = {sid: {"question": q, "choices": c, "answer": a} for sid, _, q, c, a in items}
-    return CorpusFixture("sqa_manifest", root / "manifest.jsonl", {}, expected)
+    return CorpusFixture("sqa", root / "manifest.jsonl", {}, expected)
 
 
 def build_hf(out: str | Path) -> CorpusFixture:
@@ -431,7 +438,7 @@ BUILDERS: dict[str, Callable[[Path], CorpusFixture]] = {
     "clotho_aqa": build_clotho_aqa,
     "voxceleb_sv": build_voxceleb,
     "iemocap": build_iemocap,
-    "sqa_manifest": build_sqa_manifest,
+    "sqa": build_sqa_manifest,
     "hf": build_hf,
 }
 

@@ -16,11 +16,13 @@ their names. `constants` adds fixed fields (e.g. {target_language: de}).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import soundfile as sf
 
 from ..audio import AudioError, decode_audio_bytes, resample
 from ..manifest import Sample
@@ -40,6 +42,21 @@ class HFSample(Sample):
     def load_audio(self, sr: int = 16000) -> np.ndarray:
         """Decode this row's audio cell (raises AudioError naming the sample)."""
         return decode_cell(self.table[self.row][self.column], sr, label=f"{self.id} ({self.audio_path})")
+
+    def materialize(self, folder: str | Path) -> Path:
+        """Write this row's audio to `folder` as a file (original bytes, or a 16-bit wav
+        of a decoded array) and return its path; used to export a manifest."""
+        cell = self.table[self.row][self.column]
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.id)
+        if isinstance(cell, Mapping) and cell.get("bytes") is not None:
+            target = folder / f"{stem}{Path(str(cell.get('path') or '')).suffix or '.bin'}"
+            target.write_bytes(cell["bytes"])
+            return target
+        target = folder / f"{stem}.wav"
+        sf.write(str(target), self.load_audio(16000), 16000, subtype="PCM_16")
+        return target
 
 
 def decode_cell(cell: Any, sr: int, label: str) -> np.ndarray:

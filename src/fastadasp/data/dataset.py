@@ -1,0 +1,34 @@
+"""Instantiate a dataset config node into samples plus its identity.
+
+Dataset configs (``configs/dataset/*.yaml``) are a loader ``_target_`` and its
+arguments, plus an optional ``name`` (meta, not passed to the loader), so a
+run records which corpus it read even when the task chose it by default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["load_dataset", "META_KEYS"]
+
+#: keys of a dataset node that describe it and are not loader arguments
+META_KEYS = ("name",)
+
+
+def load_dataset(node: Any, default_name: str | None = None) -> tuple[list, dict[str, Any]]:
+    """``(samples, info)``: ``info`` has the dataset's name and its loader arguments
+    (root, split, path, ...) except ``limit``, for the run's identity."""
+    from hydra.utils import instantiate
+    from hydra.errors import InstantiationException
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    name = plain.pop("name", None) or default_name
+    try:
+        samples = instantiate(plain)
+    except InstantiationException as exc:  # show the loader's own error (file, line, column)
+        if isinstance(exc.__cause__, (ValueError, FileNotFoundError, RuntimeError, TypeError)):
+            raise exc.__cause__ from exc
+        raise
+    info = {"name": name, **{k: v for k, v in plain.items() if k not in ("_target_", "limit")}}
+    return list(samples), info
