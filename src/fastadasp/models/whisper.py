@@ -154,6 +154,19 @@ class WhisperModel(SpeechModel):
     ) -> tuple[Tensor, Tensor, list[float], list[list[int]]]:
         return encode_whisper(self.model, features, reducer, sample_keys)
 
+    def prefill(
+        self,
+        audios: Sequence[np.ndarray],
+        prompt: str | Sequence[str],
+        reducer: TokenReducer,
+        sample_keys: Sequence[str] | None = None,
+    ) -> Tensor:
+        """One reduced pass of the stack, no decoding, for analyses that read the
+        blocks' outputs with hooks (Transfer Entropy). Returns which positions of
+        the last block's output are audio, ``(B, T')``: every valid encoder token."""
+        _, valid, _, _ = self.encode(self.featurize(audios), reducer, sample_keys)
+        return valid
+
     def generate(
         self,
         audios: Sequence[np.ndarray],

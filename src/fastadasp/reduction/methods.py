@@ -11,6 +11,7 @@ attention over the sequence, and the span layout.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import torch
@@ -180,17 +181,67 @@ class FastAdaSPDense(ReductionMethod):
 
 class FastAdaSPSparse(ReductionMethod):
     """FastAdaSP for sparse tasks (ER, AC, SV, AQA, SQA): one weighted merge
-    with a large ratio at a single layer chosen by Transfer Entropy."""
+    with a large ratio at a single layer chosen by Transfer Entropy.
+
+    ``layer="auto"`` reads the layer from ``te_file`` (the
+    ``transfer_entropy.json`` of ``scripts/transfer_entropy.py``), so a run
+    records which analysis chose its layer; the file's stack depth is checked
+    against the model's once the engine knows it (:meth:`layer_ratios`).
+    """
 
     name = "fastadasp_sparse"
     needs_keys = True
 
-    def __init__(self, layer: int = 9, weighted: bool = True):
+    def __init__(self, layer: int | str = 9, weighted: bool = True, te_file: str | None = None):
+        self._te_file, self._te_layers, self._te_sha256 = None, None, None
+        if layer == "auto":
+            if not te_file:
+                raise ValueError("fastadasp_sparse: layer=auto needs method.te_file=<path to transfer_entropy.json>")
+            self._te_file = str(te_file)
+            layer, self._te_layers, self._te_sha256 = _read_te_selection(self._te_file)
+        elif te_file:
+            raise ValueError(f"fastadasp_sparse: te_file={te_file!r} is only read with layer=auto (got layer={layer!r})")
+        elif isinstance(layer, bool) or not isinstance(layer, int):
+            raise ValueError(f"fastadasp_sparse: layer must be an integer or 'auto', got {layer!r}")
         self.start_layer, self.weighted = layer, weighted
         self.needs_attention = weighted
 
+    def layer_ratios(self, num_layers: int, r: float) -> list[float]:
+        if self._te_file and (self.start_layer >= num_layers or self._te_layers not in (None, num_layers)):
+            raise ValueError(
+                f"{self._te_file}: selected layer {self.start_layer} of a {self._te_layers}-layer stack, "
+                f"but this model's reduced stack has {num_layers} layers: the TE file was computed for another model"
+            )
+        return super().layer_ratios(num_layers, r)
+
+    def describe(self) -> dict:
+        settings = super().describe()
+        if self._te_file:  # an int layer keeps its old settings (resume keys of earlier runs)
+            settings |= {"layer": self.start_layer, "te_file": self._te_file, "te_file_sha256": self._te_sha256}
+        return settings
+
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         return _merge_pairs(x, adjacent_similarity(x.keys), self.weighted)
+
+
+def _read_te_selection(path: str) -> tuple[int, int | None, str]:
+    """(selected layer, stack depth or None, sha256) of a transfer_entropy.json."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"fastadasp_sparse: te_file {path} does not exist") from exc
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"fastadasp_sparse: te_file {path} is not valid JSON ({exc})") from exc
+    layer = data.get("selected_layer") if isinstance(data, dict) else None
+    if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+        raise ValueError(f"fastadasp_sparse: te_file {path} has no usable 'selected_layer' (got {layer!r})")
+    depth = data.get("num_layers")
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int)):
+        raise ValueError(f"fastadasp_sparse: te_file {path}: 'num_layers' must be an integer, got {depth!r}")
+    return layer, depth, hashlib.sha256(raw).hexdigest()
 
 
 class ATome(ReductionMethod):
