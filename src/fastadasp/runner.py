@@ -1,48 +1,53 @@
 """Evaluate one (model, task, dataset, method, budget) combination.
 
-The runner knows no method and no model by name: Hydra instantiates them
-from ``configs/`` and the runner only calls :meth:`SpeechModel.generate`.
-A sample whose audio cannot be read is recorded in ``metrics.json`` with its
-reason and left out of the metric; any other error stops the run (never an
-empty prediction in its place). Predictions are written as they are produced
-(``predictions.jsonl``), so an interrupted run loses no finished work and
-``resume=true`` continues it.
+The runner knows no method, model, task or corpus by name: Hydra instantiates
+them from ``configs/`` and the runner calls :meth:`SpeechModel.generate`.
+
+What it guarantees (a 7B evaluation costs GPU hours):
+
+- Every check that can fail runs before the model loads: typed top level
+  (:mod:`fastadasp.config`), the dataset against the task's needs, the
+  prompt for the model family, budget feasibility from the model's config,
+  and the output folder (:mod:`fastadasp.run_folder`).
+- Predictions are appended as they finish; ``resume=true`` continues a run
+  only if its identity (everything that can change a prediction) is equal,
+  and never counts rows for samples outside the current sample set.
+- A sample whose audio is missing, unreadable, empty or not finite is a
+  recorded failure with its reason; any other error stops the run.
+- ``metrics.json`` is self-describing (resolved config, dataset identity,
+  versions, git commit, device, timings) and written atomically.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import random
 import statistics
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .config import ConfigError, RunSettings, validate
 from .data.audio import AudioError
 from .data.manifest import Sample
 from .engine import Budget
 from .models.base import SpeechModel
+from .provenance import environment, resolved_config
 from .reduction import ReductionMethod
+from .reduction.budget import TokenLayout
+from .run_folder import RunFolder, dataset_fingerprint, write_json_atomic
+from .tasks.definition import Task, sample_fields
 
-__all__ = ["Task", "evaluate", "main"]
+__all__ = ["Task", "evaluate", "main", "summarize", "ModelCache", "MODEL_CACHE", "EXPECTED_ERRORS"]
 
+log = logging.getLogger("fastadasp.runner")
 
-@dataclass
-class Task:
-    """A task is data: a prompt per model family, a metric, a decode limit."""
-
-    name: str
-    prompts: dict[str, str]
-    metric: Callable[[list[str], list[str]], dict]
-    max_new_tokens: int
-
-    def prompt_for(self, model: SpeechModel) -> str:
-        if model.family not in self.prompts:
-            raise ValueError(
-                f"task {self.name!r} has no prompt for model family {model.family!r}; "
-                f"it has prompts for {sorted(self.prompts)}"
-            )
-        return self.prompts[model.family]
+#: keys of a prediction row that are per-sample costs, not averaged as ``mean_<key>``
+_ROW_NON_COSTS = {"flops_realized", "index"}
 
 
 def _batches(items: Sequence[Sample], size: int) -> list[Sequence[Sample]]:
@@ -51,11 +56,99 @@ def _batches(items: Sequence[Sample], size: int) -> list[Sequence[Sample]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _read_done(path: Path) -> dict[str, dict]:
-    if not path.is_file():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["id"]: r for r in rows}
+class _Progress:
+    """tqdm on a terminal (ETA, samples/s, failures, audio tokens kept);
+    otherwise a log line every ``every`` samples, so ``run.log`` tells the story."""
+
+    def __init__(self, total: int, done: int, every: int):
+        from tqdm import tqdm
+
+        self.total, self.done, self.every = total, done, every
+        self.failed, self.kept, self.start = 0, [], time.perf_counter()
+        self.bar = tqdm(total=total, initial=done, unit="sample", dynamic_ncols=True,
+                        disable=not sys.stderr.isatty())
+        self._next_log = done + every
+
+    def update(self, rows: Sequence[dict], failed: int) -> None:
+        self.failed += failed
+        for r in rows:
+            t = r.get("tokens_per_layer") or []
+            if t and t[0]:
+                self.kept.append(t[-1] / t[0])
+        n = len(rows) + failed
+        self.done += n
+        kept = f"{100 * statistics.fmean(self.kept):.0f}%" if self.kept else "-"
+        if not self.bar.disable:
+            self.bar.set_postfix(failed=self.failed, kept=kept, refresh=False)
+            self.bar.update(n)
+        elif self.done >= self._next_log or self.done == self.total:
+            elapsed = time.perf_counter() - self.start
+            rate = (self.done - self.bar.n) / elapsed if elapsed > 0 else 0.0
+            eta = (self.total - self.done) / rate if rate > 0 else math.inf
+            eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+            log.info("%d/%d samples, %.2f samples/s, ETA %s, %d failed, audio tokens kept %s",
+                     self.done, self.total, rate, eta_s, self.failed, kept)
+            self._next_log = self.done + self.every
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _row(sample: Sample, index: int, task: Task, gen) -> dict:
+    fields = sample_fields(sample)
+    return {
+        "id": sample.id,
+        "index": index,
+        "prediction": gen.text,
+        "answer": task.answer(gen.text, sample),
+        "reference": fields.get(task.reference),
+        # what the parser looked at (labels, choices), so a run can be re-scored without the dataset
+        "fields": {k: fields[k] for k in task.requires if k != task.reference and k in fields},
+        "flops_realized": gen.flops_realized,
+        "tokens_per_layer": gen.tokens_per_layer,
+        "hit_max_new_tokens": gen.hit_max_new_tokens,
+        "repetition_loop": gen.repetition_loop,
+        **gen.extra,
+    }
+
+
+def summarize(rows: Sequence[dict], failures: Sequence[dict], task: Task) -> dict[str, Any]:
+    """The per-run numbers of ``metrics.json`` from prediction rows (shared by
+    the runner, ``fastadasp.merge`` and ``fastadasp.score``)."""
+    if not rows:
+        reasons = "; ".join(f"{f['id']}: {f['error']}" for f in failures[:5])
+        raise RuntimeError(f"no sample could be evaluated ({len(failures)} failed: {reasons})")
+    rows = sorted(rows, key=lambda r: r.get("index", 0))
+    answers = [r["answer"] if "answer" in r else r["prediction"] for r in rows]
+    scores = task.score([r["reference"] for r in rows], answers)
+    primary, _ = task.headline(scores)
+    realised = [r["flops_realized"] for r in rows]
+    truncated = [r for r in rows if r.get("truncated_s", 0) > 0]
+    costs = {k for r in rows for k, v in r.items() if isinstance(v, float) and not isinstance(v, bool)}
+    return {
+        "flops_realized": statistics.fmean(realised),
+        "flops_realized_min": min(realised),
+        "flops_realized_max": max(realised),
+        "num_samples": len(rows),
+        "num_failed": len(failures),
+        "failures": list(failures),
+        "repetition_loops": sum(bool(r.get("repetition_loop")) for r in rows),
+        "hit_max_new_tokens": sum(bool(r.get("hit_max_new_tokens")) for r in rows),
+        "num_truncated": len(truncated),
+        "truncated_s_total": sum(r["truncated_s"] for r in truncated),
+        "metrics": scores,
+        "primary_metric": primary,
+        "higher_is_better": task.higher_is_better,
+        # per-sample costs the adapter reported (timings, decode FLOPs, KV-cache reduction)
+        **{f"mean_{k}": statistics.fmean(r[k] for r in rows if isinstance(r.get(k), float))
+           for k in sorted(costs - _ROW_NON_COSTS)},
+    }
+
+
+def _sorted_by_length(samples: Sequence[Sample]) -> list[Sample]:
+    from .data.duration import audio_duration
+
+    return sorted(samples, key=lambda s: audio_duration(s.audio_path))
 
 
 def evaluate(
@@ -67,54 +160,70 @@ def evaluate(
     out_dir: str | Path,
     batch_size: int = 1,
     resume: bool = False,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
+    *,
+    overwrite: bool = False,
+    identity: dict | None = None,
+    sort_by_length: bool = False,
+    progress_every: int = 50,
+    run_info: dict | None = None,
 ) -> dict[str, Any]:
-    """Run the samples, write ``predictions.jsonl`` and ``metrics.json``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pred_path = out / "predictions.jsonl"
-    settings = {"method": method.describe(), "budget": vars(budget), "model": model.name, "task": task.name}
-    done = _read_done(pred_path) if resume else {}
-    if done and json.loads((out / "settings.json").read_text()) != settings:
-        raise ValueError(f"cannot resume {out}: it was produced with other settings")
-    (out / "settings.json").write_text(json.dumps(settings, indent=1, default=str))
-    prompt = task.prompt_for(model)
+    """Run the samples, write ``predictions.jsonl`` and ``metrics.json``.
+
+    ``identity`` is what ``resume`` must match (default: method, budget, model
+    name, task name and the sample listing's fingerprint)."""
+    say = log or globals()["log"].info
+    folder = RunFolder(out_dir)
+    if identity is None:
+        identity = {"method": method.describe(), "budget": vars(budget), "model": model.name, "task": task.name,
+                    "dataset": {"fingerprint": dataset_fingerprint(samples)}}
+    index_of = {s.id: i for i, s in enumerate(samples)}
+    kept = folder.check(identity, resume=resume, overwrite=overwrite)
+    done = {r["id"]: r for r in kept if r["id"] in index_of}
+    if len(done) < len(kept):
+        globals()["log"].warning("%s: ignored %d finished rows whose ids are not in this run's samples",
+                                 folder.predictions, len(kept) - len(done))
+    folder.start(identity, list(done.values()))
     failures: list[dict] = []
     rows: list[dict] = list(done.values())
     todo = [s for s in samples if s.id not in done]
+    if sort_by_length:
+        todo = _sorted_by_length(todo)
+    progress = _Progress(len(samples), len(done), progress_every)
     start = time.perf_counter()
-    with pred_path.open("a" if resume else "w") as fh:
-        for batch in _batches(todo, batch_size):
-            ready, audios = [], []
-            for sample in batch:
-                try:
-                    audios.append(sample.load_audio(16000))
-                    ready.append(sample)
-                except AudioError as exc:
-                    failures.append({"id": sample.id, "error": str(exc)})
-                    log(f"skipped {sample.id}: {exc}")
-            if not ready:
-                continue
-            gens = model.generate(audios, prompt, method, budget, task.max_new_tokens, [s.id for s in ready])
-            for sample, gen in zip(ready, gens):
-                row = {
-                    "id": sample.id,
-                    "prediction": gen.text,
-                    "reference": sample.text,
-                    "flops_realized": gen.flops_realized,
-                    "tokens_per_layer": gen.tokens_per_layer,
-                    "hit_max_new_tokens": gen.hit_max_new_tokens,
-                    "repetition_loop": gen.repetition_loop,
-                    **gen.extra,
-                }
-                fh.write(json.dumps(row) + "\n")
-                fh.flush()
-                rows.append(row)
+    warned_truncation = False
+    try:
+        with folder.predictions.open("a", encoding="utf-8") as fh:
+            for batch in _batches(todo, batch_size):
+                ready, audios, batch_failures = [], [], []
+                for sample in batch:
+                    try:
+                        audios.append(sample.load_audio(16000))
+                        ready.append(sample)
+                    except AudioError as exc:
+                        batch_failures.append({"id": sample.id, "error": str(exc)})
+                        globals()["log"].warning("skipped %s: %s", sample.id, exc)
+                failures.extend(batch_failures)
+                new_rows = []
+                if ready:
+                    prompts = [task.prompt(model.family, s) for s in ready]
+                    prompt = prompts[0] if len(set(prompts)) == 1 else prompts
+                    gens = model.generate(audios, prompt, method, budget, task.max_new_tokens, [s.id for s in ready])
+                    for sample, gen in zip(ready, gens):
+                        row = _row(sample, index_of[sample.id], task, gen)
+                        if row.get("truncated_s", 0) > 0 and not warned_truncation:
+                            globals()["log"].warning(
+                                "%s: %.1f s of audio beyond what %s can take were cut (truncated_s in the row; "
+                                "counted in metrics.json)", sample.id, row["truncated_s"], model.name)
+                            warned_truncation = True
+                        folder.append(fh, row)
+                        new_rows.append(row)
+                rows.extend(new_rows)
+                progress.update(new_rows, len(batch_failures))
+    finally:
+        progress.close()
     wall_s = time.perf_counter() - start
-    if not rows:
-        raise RuntimeError(f"no sample could be evaluated; failures: {failures}")
-    scores = task.metric([r["reference"] for r in rows], [r["prediction"] for r in rows])
-    realised = [r["flops_realized"] for r in rows]
+    new = len(rows) - len(done)
     metrics = {
         "model": model.name,
         "task": task.name,
@@ -122,28 +231,22 @@ def evaluate(
         "method_settings": method.describe(),
         "budget_model": budget.model,
         "flops_target": budget.flops,
-        "flops_realized": statistics.fmean(realised),
-        "flops_realized_min": min(realised),
-        "flops_realized_max": max(realised),
-        "num_samples": len(rows),
-        "num_failed": len(failures),
-        "failures": failures,
-        "repetition_loops": sum(r["repetition_loop"] for r in rows),
-        "hit_max_new_tokens": sum(r["hit_max_new_tokens"] for r in rows),
-        "metrics": scores,
+        **summarize(rows, failures, task),
         "wall_s": wall_s,
-        # per-sample costs the adapter reported (timings, decode FLOPs, KV-cache reduction)
-        **{f"mean_{k}": statistics.fmean(r[k] for r in rows)
-           for k, v in rows[0].items() if isinstance(v, float) and k != "flops_realized"},
+        "samples_per_s": new / wall_s if wall_s > 0 and new else None,
+        **(run_info or {}),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    main_metric = next(iter(k for k in scores if k not in ("normalizer",)), None)
-    log(
+    write_json_atomic(folder.metrics, metrics)
+    primary = metrics["primary_metric"]
+    say(
         f"[{task.name}] {model.name} | {method.name} flops target {budget.flops:.2f} "
-        f"realised {metrics['flops_realized']:.3f} | {main_metric}={scores.get(main_metric)} "
-        f"| {len(rows)} samples, {len(failures)} failed, {metrics['repetition_loops']} loops | {out}"
+        f"realised {metrics['flops_realized']:.3f} | {primary}={metrics['metrics'].get(primary)} "
+        f"| {len(rows)} samples, {len(failures)} failed, {metrics['repetition_loops']} loops | {folder.path}"
     )
     return metrics
+
+
+# -- Hydra glue ---------------------------------------------------------------------------
 
 
 def _instantiate(node: Any) -> Any:
@@ -155,40 +258,157 @@ def _instantiate(node: Any) -> Any:
     try:
         return instantiate(node)
     except InstantiationException as exc:
-        if isinstance(exc.__cause__, (ValueError, FileNotFoundError, RuntimeError)):
+        if isinstance(exc.__cause__, (ValueError, FileNotFoundError, RuntimeError, TypeError)):
             raise exc.__cause__ from exc
         raise
 
 
-def main(cfg) -> dict[str, Any]:
-    """Entry point behind ``run.py``: instantiate the config groups, evaluate, log."""
+def _plain(node: Any) -> Any:
     from omegaconf import OmegaConf
 
-    instantiate = _instantiate
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
-    task = Task(
-        name=cfg.task.name,
-        prompts=OmegaConf.to_container(cfg.task.prompts),
-        metric=instantiate(cfg.task.metric),
-        max_new_tokens=cfg.task.max_new_tokens,
-    )
-    method = instantiate(cfg.method)
-    budget = instantiate(cfg.budget)
-    samples = instantiate(cfg.dataset)
-    model = instantiate(cfg.model)
+
+@dataclass
+class ModelCache:
+    """Keeps the last loaded model, keyed by its resolved config: a multirun
+    sweep over budgets or methods (one process, Hydra's basic launcher) loads a
+    7B model once. Reductions are installed per ``generate`` call and removed
+    on exit, so a reused model is the unmodified model."""
+
+    loads: int = 0
+    _key: str | None = None
+    _model: Any = field(default=None, repr=False)
+
+    def get(self, node: Any) -> SpeechModel:
+        key = json.dumps(_plain(node), sort_keys=True, default=str)
+        if key != self._key:
+            self._model, self._key = None, None  # free the old model before loading the next
+            self._model = _instantiate(node)
+            self._key = key
+            self.loads += 1
+        else:
+            log.info("reusing the loaded model (same model config as the previous job)")
+        return self._model
+
+    def clear(self) -> None:
+        self._model, self._key = None, None
+
+
+MODEL_CACHE = ModelCache()
+
+
+def _model_class(node: Any) -> type:
+    from hydra.utils import get_class
+
+    return get_class(node["_target_"])
+
+
+def _check_budget_early(model_node: Any, method: ReductionMethod, budget: Budget) -> None:
+    """Budget feasibility from the model's config, before its weights load."""
+    if budget.flops == 0:
+        return
+    params = {k: v for k, v in _plain(model_node).items() if not k.startswith("_")}
+    spec = _model_class(model_node).peek_stack_spec(**params)
+    if spec is not None:
+        # every position audio: the most favourable layout, so an error here holds for every sample
+        n = 1500
+        budget.base_ratio(method, spec, TokenLayout(fixed=0, spans=(n,)))
+
+
+def _dataset(cfg: Any) -> tuple[list[Sample], dict]:
+    """Load the dataset; its identity (name, source; fingerprint added later) for the run key."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .data.dataset import load_dataset
+
+    choice = HydraConfig.get().runtime.choices.get("dataset") if HydraConfig.initialized() else None
+    samples, info = load_dataset(cfg.dataset, default_name=choice)
+    if not samples:
+        raise ConfigError(f"dataset {info['name']!r} has no samples (limit={cfg.get('limit')})")
+    return samples, info
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _run_name(cfg: Any, method: ReductionMethod, family: str) -> str:
+    return f"{family}/{cfg.task.name}/{method.name}/flops{cfg.flops:g}"
+
+
+def main(cfg, model_cache: ModelCache | None = None) -> dict[str, Any]:
+    """Entry point behind ``run.py``: check everything, load, evaluate, log."""
+    settings: RunSettings = validate(cfg)
+    _seed_everything(settings.seed)
+    task = Task.from_config(cfg.task, _instantiate)
+    method = _instantiate(cfg.method)
+    budget = _instantiate(cfg.budget)
+    samples, dataset_info = _dataset(cfg)
+    task.check_dataset(samples, dataset_info.get("name") or "?")
+    if settings.num_shards > 1:
+        samples = samples[settings.shard :: settings.num_shards]
+        if not samples:
+            raise ConfigError(f"shard {settings.shard} of {settings.num_shards} is empty: the dataset has fewer samples")
+    model_cls = _model_class(cfg.model)
+    family = cfg.model.get("family") or model_cls.family
+    for s in samples[:1]:
+        task.prompt(family, s)  # a missing prompt or prompt field fails here, not after loading
+    _check_budget_early(cfg.model, method, budget)
+    dataset_info["fingerprint"] = dataset_fingerprint(samples)
+    from . import __version__
+
+    identity = {
+        "model": _plain(cfg.model),
+        "task": _plain(cfg.task),
+        "method": method.describe(),
+        "budget": _plain(cfg.budget),
+        "dataset": dataset_info,
+        "subset": {"limit": settings.limit, "shard": settings.shard, "num_shards": settings.num_shards,
+                   "num_samples": len(samples)},
+        "seed": settings.seed,
+        "fastadasp_version": __version__,
+    }
+    # the output folder is checked here too (before the model loads); evaluate() re-checks it
+    RunFolder(cfg.output_dir).check(identity, resume=settings.resume, overwrite=settings.overwrite)
+    model = (model_cache or MODEL_CACHE).get(cfg.model)
+    run_info = {
+        "model_family": model.family,
+        "dataset": dataset_info,
+        "seed": settings.seed,
+        "limit": settings.limit,
+        "shard": {"index": settings.shard, "count": settings.num_shards},
+        "batch_size": settings.batch_size,
+        "config": resolved_config(cfg),
+        **environment(model),
+    }
     metrics = evaluate(
-        model, task, samples, method, budget, cfg.output_dir, cfg.batch_size, resume=cfg.get("resume", False)
+        model, task, samples, method, budget, cfg.output_dir, settings.batch_size, settings.resume,
+        overwrite=settings.overwrite, identity=identity, sort_by_length=settings.sort_by_length,
+        progress_every=settings.progress_every, run_info=run_info,
     )
     if cfg.logger.get("wandb"):
-        import wandb
+        from .wandb_logger import log_run
 
-        run = wandb.init(
-            project=cfg.logger.project,
-            entity=cfg.logger.get("entity"),
-            mode=cfg.logger.get("mode", "online"),
-            config=OmegaConf.to_container(cfg, resolve=True),
-            dir=cfg.output_dir,
-        )
-        run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))} | metrics["metrics"])
-        run.finish()
+        log_run(cfg, metrics, Path(cfg.output_dir), name=_run_name(cfg, method, model.family))
     return metrics
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from omegaconf.errors import MissingMandatoryValue
+
+    from .data.manifest import ManifestError
+    from .reduction import BudgetError
+    from .run_folder import RunFolderError
+    from .tasks.definition import TaskDataError
+
+    return (ConfigError, ManifestError, BudgetError, RunFolderError, TaskDataError, MissingMandatoryValue,
+            FileNotFoundError)
+
+
+EXPECTED_ERRORS = _expected_errors()

@@ -15,6 +15,7 @@ import numpy as np
 from torch import Tensor
 from transformers import AudioFlamingo3ForConditionalGeneration
 
+from .base import prompt_list
 from .speech_lm import SpeechLM, spans_from_mask, split_runs
 
 __all__ = ["AudioFlamingo3Model"]
@@ -30,13 +31,19 @@ class AudioFlamingo3Model(SpeechLM):
     def placeholder(self) -> str:
         return self.processor.audio_token
 
-    def build_inputs(self, audios: Sequence[np.ndarray], prompt: str) -> dict:
-        if prompt.count(self.placeholder) != 1:
-            raise ValueError(f"an audioflamingo3 prompt needs exactly one {self.placeholder!r}, got {prompt!r}")
+    def build_inputs(self, audios: Sequence[np.ndarray], prompt: str | Sequence[str]) -> dict:
+        prompts = prompt_list(prompt, len(audios))
+        for p in prompts:
+            if p.count(self.placeholder) != 1:
+                raise ValueError(f"an audioflamingo3 prompt needs exactly one {self.placeholder!r}, got {p!r}")
         # padding in text_kwargs only: a top-level padding=True would also pad the audio
         # features to the longest clip instead of the encoder's 30 s
-        return dict(self.processor(text=[prompt] * len(audios), audio=list(audios), sampling_rate=SAMPLE_RATE,
+        return dict(self.processor(text=prompts, audio=list(audios), sampling_rate=SAMPLE_RATE,
                                    return_tensors="pt", text_kwargs={"padding": True, "padding_side": "left"}))
+
+    def truncated_seconds(self, audio: np.ndarray) -> float:
+        """The processor keeps the first ``max_audio_len`` seconds (600 s) and drops the rest."""
+        return max(0.0, len(audio) / SAMPLE_RATE - float(self.processor.max_audio_len))
 
     def tokens_per_window(self) -> int:
         """Audio tokens of one full encoder window (750 for 30 s)."""

@@ -16,7 +16,17 @@ import numpy as np
 from ..engine import Budget
 from ..reduction import ReductionMethod, StackSpec
 
-__all__ = ["Generation", "SpeechModel"]
+__all__ = ["Generation", "SpeechModel", "prompt_list"]
+
+
+def prompt_list(prompt: str | Sequence[str], n: int) -> list[str]:
+    """One prompt per audio from a shared prompt or a per-audio list."""
+    if isinstance(prompt, str):
+        return [prompt] * n
+    prompts = list(prompt)
+    if len(prompts) != n:
+        raise ValueError(f"{len(prompts)} prompts for {n} audios")
+    return prompts
 
 
 @dataclass
@@ -45,14 +55,26 @@ class SpeechModel(ABC):
     def stack_spec(self) -> StackSpec:
         """Shapes of the stack that reduction acts on (for FLOPs)."""
 
+    @classmethod
+    def peek_stack_spec(cls, **model_config) -> StackSpec | None:
+        """The reduced stack's shapes from the model's config alone, before any
+        weights load (so an infeasible budget fails in seconds, not after loading
+        a 7B model); ``None`` when the config cannot be read without loading."""
+        return None
+
     @abstractmethod
     def generate(
         self,
         audios: Sequence[np.ndarray],
-        prompt: str,
+        prompt: str | Sequence[str],
         method: ReductionMethod,
         budget: Budget,
         max_new_tokens: int,
         sample_keys: Sequence[str] | None = None,
     ) -> list[Generation]:
-        """Generate for a batch of 16 kHz mono waveforms under a reduction."""
+        """Generate for a batch of 16 kHz mono waveforms under a reduction.
+
+        ``prompt``: one prompt for the whole batch, or one per audio (tasks
+        whose prompt holds the sample's question). Audio longer than the
+        model's window is never cut silently: the adapter covers all of it
+        (windows) or reports ``truncated_s`` in ``Generation.extra``."""

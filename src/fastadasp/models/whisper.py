@@ -14,6 +14,7 @@ Sources: ``ct2`` (default: Whisper tiny.en from the PyPI package
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Sequence
 
@@ -24,10 +25,32 @@ from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneratio
 
 from ..engine import BlockLayout, Budget, TokenReducer
 from ..reduction import ReductionMethod, StackSpec
-from .base import Generation, SpeechModel
+from .base import Generation, SpeechModel, prompt_list
 from .whisper_decode import greedy_decode
 
-__all__ = ["WhisperModel", "WHISPER_ENCODER_LAYOUT", "encode_whisper", "whisper_stack_spec"]
+__all__ = ["WhisperModel", "WHISPER_ENCODER_LAYOUT", "encode_whisper", "long_form_windows", "whisper_stack_spec"]
+
+#: where a long recording may be cut: the quietest 20 ms frame of the window's last 2 s
+_CUT_SEARCH_S, _CUT_FRAME_S = 2.0, 0.02
+
+
+def long_form_windows(audio: np.ndarray, window: int, sr: int = 16000) -> list[np.ndarray]:
+    """Consecutive windows of at most ``window`` samples covering all of ``audio``.
+
+    Each cut falls at the quietest 20 ms frame within the last 2 s of a full
+    window (a pause, where possible), not blindly at 30 s, so fewer words are
+    split between windows. Short audio is one window, unchanged."""
+    out, start, n = [], 0, len(audio)
+    search, frame = int(_CUT_SEARCH_S * sr), int(_CUT_FRAME_S * sr)
+    while n - start > window:
+        lo = start + window - search
+        tail = np.asarray(audio[lo : start + window], dtype=np.float64)
+        energy = (tail[: len(tail) // frame * frame].reshape(-1, frame) ** 2).sum(1)
+        cut = lo + (int(np.argmin(energy)) + 1) * frame
+        out.append(audio[start:cut])
+        start = cut
+    out.append(audio[start:])
+    return out
 
 
 def _attention(block: nn.Module, normed: Tensor, kwargs: dict) -> Tensor:
@@ -167,7 +190,65 @@ class WhisperModel(SpeechModel):
         _, valid, _, _ = self.encode(self.featurize(audios), reducer, sample_keys)
         return valid
 
+    @classmethod
+    def peek_stack_spec(cls, source: str = "ct2", cache_dir: str | None = None, **_: object) -> StackSpec | None:
+        """Encoder shapes from an HF ``config.json``; ``None`` for the CTranslate2
+        source (its shapes live in model.bin; tiny.en loads in a second anyway)."""
+        if source == "ct2" or source.startswith("ct2:"):
+            return None
+        from transformers import AutoConfig
+
+        try:
+            return whisper_stack_spec(AutoConfig.from_pretrained(source, cache_dir=cache_dir))
+        except (OSError, ValueError):
+            return None
+
     def generate(
+        self,
+        audios: Sequence[np.ndarray],
+        prompt: str | Sequence[str],
+        method: ReductionMethod,
+        budget: Budget,
+        max_new_tokens: int,
+        sample_keys: Sequence[str] | None = None,
+    ) -> list[Generation]:
+        """Long audio: each sample is cut into consecutive windows of at most 30 s
+        (:func:`long_form_windows`), every window is encoded (and reduced) and
+        decoded on its own, and the texts are joined; FLOPs and token counts are
+        realised over all windows. Nothing is cut silently."""
+        prompts = set(prompt_list(prompt, len(audios)))
+        if len(prompts) != 1:
+            raise ValueError("Whisper takes one decoder prompt per batch; this task's prompt varies per sample")
+        keys = list(sample_keys) if sample_keys is not None else [str(i) for i in range(len(audios))]
+        pieces, owner, piece_keys = [], [], []
+        for i, audio in enumerate(audios):
+            parts = long_form_windows(audio, self.window_samples)
+            pieces.extend(parts)
+            owner.extend([i] * len(parts))
+            piece_keys.extend([keys[i]] if len(parts) == 1 else [f"{keys[i]}#w{j}" for j in range(len(parts))])
+        gens = self._generate_windows(pieces, prompts.pop(), method, budget, max_new_tokens, piece_keys)
+        out = []
+        for i in range(len(audios)):
+            mine = [g for g, o in zip(gens, owner) if o == i]
+            if len(mine) == 1:
+                out.append(mine[0])
+                continue
+            out.append(Generation(
+                text=" ".join(g.text for g in mine if g.text),
+                tokens=[t for g in mine for t in g.tokens],
+                flops_realized=statistics.fmean(g.flops_realized for g in mine),  # every window is a 1500-token stack
+                tokens_per_layer=[sum(col) for col in zip(*(g.tokens_per_layer for g in mine))],
+                hit_max_new_tokens=any(g.hit_max_new_tokens for g in mine),
+                repetition_loop=any(g.repetition_loop for g in mine),
+                extra={**{k: sum(g.extra[k] for g in mine) for k in mine[0].extra}, "windows": len(mine)},
+            ))
+        return out
+
+    @property
+    def window_samples(self) -> int:
+        return int(self.features.chunk_length * self.features.sampling_rate)
+
+    def _generate_windows(
         self,
         audios: Sequence[np.ndarray],
         prompt: str,
