@@ -27,6 +27,7 @@ half-written folder is never taken for a complete one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -237,37 +238,40 @@ def default_tiny_root() -> Path:
     return Path(os.environ.get("FASTADASP_CACHE", Path.home() / ".cache" / "fastadasp")).expanduser() / "tiny"
 
 
-def _stamp(family: str, seed: int) -> dict:
-    return {"version": TINY_VERSION, "family": family, "seed": int(seed)}
+def _stamp(family: str, seed: int, sizes: dict | None = None) -> dict:
+    stamp = {"version": TINY_VERSION, "family": family, "seed": int(seed)}
+    return stamp | {"sizes": sizes} if sizes else stamp
 
 
-def is_complete(folder: str | os.PathLike[str], family: str, seed: int = 0) -> bool:
+def is_complete(folder: str | os.PathLike[str], family: str, seed: int = 0, sizes: dict | None = None) -> bool:
     """True when ``folder`` holds a finished build of this family, version and seed."""
     folder = Path(folder)
     try:
         stamp = json.loads((folder / STAMP_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return stamp == _stamp(family, seed) and all((folder / f).is_file() for f in _REQUIRED_FILES)
+    return stamp == _stamp(family, seed, sizes) and all((folder / f).is_file() for f in _REQUIRED_FILES)
 
 
-def _build_atomically(out_dir, family: str, seed: int, write: Callable[[Path], None], force: bool = False) -> Path:
+def _build_atomically(
+    out_dir, family: str, seed: int, write: Callable[[Path], None], force: bool = False, sizes: dict | None = None
+) -> Path:
     out = Path(out_dir).expanduser()
-    if not force and is_complete(out, family, seed):
+    if not force and is_complete(out, family, seed, sizes):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         write(tmp)
-        (tmp / STAMP_FILE).write_text(json.dumps(_stamp(family, seed), indent=2) + "\n")
-        if not force and is_complete(out, family, seed):  # someone else finished first
+        (tmp / STAMP_FILE).write_text(json.dumps(_stamp(family, seed, sizes), indent=2) + "\n")
+        if not force and is_complete(out, family, seed, sizes):  # someone else finished first
             return out
         if out.exists():  # stale or incomplete: replace it
             shutil.rmtree(out)
         try:
             os.rename(tmp, out)
         except OSError:
-            if not is_complete(out, family, seed):  # lost a race to a broken writer
+            if not is_complete(out, family, seed, sizes):  # lost a race to a broken writer
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -362,7 +366,7 @@ _DECODER_PATHS = {
 FAMILY_PATHS = {name: _DECODER_PATHS for name in _FAMILIES}
 
 
-def _write(folder: Path, name: str, seed: int) -> None:
+def _write(folder: Path, name: str, seed: int, sizes: dict | None = None) -> None:
     import torch
     import transformers
     from transformers import GenerationConfig, Qwen2Config, WhisperFeatureExtractor
@@ -372,10 +376,11 @@ def _write(folder: Path, name: str, seed: int) -> None:
     if fam.chat_template:
         tok.chat_template = fam.chat_template
     eot, im_end, audio = (tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", fam.audio_token))
-    text_kw = dict(_TEXT_KW, **fam.text_overrides)
+    sizes = sizes or {}
+    text_kw = dict(_TEXT_KW, **fam.text_overrides, **sizes.get("text", {}))
     text_config = Qwen2Config(vocab_size=_round_up(len(tok)), pad_token_id=eot, eos_token_id=eot, **text_kw)
     config = getattr(transformers, fam.config)(
-        audio_config=getattr(transformers, fam.encoder_config)(**_ENCODER_KW).to_dict(),
+        audio_config=getattr(transformers, fam.encoder_config)(**_ENCODER_KW, **sizes.get("encoder", {})).to_dict(),
         text_config=text_config.to_dict(),
         **{fam.audio_token_kw: audio},
     )
@@ -389,12 +394,16 @@ def _write(folder: Path, name: str, seed: int) -> None:
     getattr(transformers, fam.processor)(feature_extractor=fe, tokenizer=tok, **extra).save_pretrained(folder)
 
 
-def build_tiny(name: str, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False) -> Path:
+def build_tiny(
+    name: str, out_dir: str | os.PathLike[str], seed: int = 0, force: bool = False, sizes: dict | None = None
+) -> Path:
     """Build (once; again with ``force``) tiny model ``name`` (a key of
-    ``TINY_FAMILIES``) in ``out_dir``; return the folder."""
+    ``TINY_FAMILIES``) in ``out_dir``; return the folder. ``sizes``
+    (``{"text": {...}, "encoder": {...}}`` config overrides) scales the same
+    random model up, e.g. to a speed benchmark's shape; it is part of the stamp."""
     if name not in _FAMILIES:
         raise KeyError(f"unknown tiny model {name!r}; known: {sorted(TINY_FAMILIES)}")
-    return _build_atomically(out_dir, name, seed, lambda d: _write(d, name, seed), force)
+    return _build_atomically(out_dir, name, seed, lambda d: _write(d, name, seed, sizes), force, sizes)
 
 
 build_tiny_qwen2_audio = partial(build_tiny, "qwen2_audio")
@@ -402,11 +411,14 @@ build_tiny_audioflamingo3 = partial(build_tiny, "audioflamingo3")
 TINY_FAMILIES: dict[str, Callable[..., Path]] = {name: partial(build_tiny, name) for name in _FAMILIES}
 
 
-def tiny_model_dir(name: str, seed: int = 0) -> Path:
+def tiny_model_dir(name: str, seed: int = 0, sizes: dict | None = None) -> Path:
     """The default folder of tiny model ``name``, built on first use.
 
     ``$FASTADASP_CACHE/tiny/<name>`` (default ``~/.cache/fastadasp/tiny/<name>``);
-    a non-zero seed gets its own folder ``<name>-seed<seed>``.
+    a non-zero seed gets its own folder ``<name>-seed<seed>``, scaled ``sizes``
+    ``<name>-<hash of sizes>``.
     """
     sub = name if seed == 0 else f"{name}-seed{seed}"
-    return build_tiny(name, default_tiny_root() / sub, seed=seed)
+    if sizes:
+        sub += "-" + hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:10]
+    return build_tiny(name, default_tiny_root() / sub, seed=seed, sizes=sizes)

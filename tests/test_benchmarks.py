@@ -1,0 +1,96 @@
+"""The benchmark machinery and the long-audio benchmark on the tiny random Qwen2-Audio
+(random weights: the numbers are plumbing checks, never results)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastadasp.benchmarking import PeakMemory, interleaved, markdown_table, spread
+from fastadasp.models.speech_lm import decoder_stack_spec
+from fastadasp.reduction import kv_cache_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_interleaved_rotates_the_order_and_drops_warmup():
+    calls = []
+    out = interleaved({name: (lambda n=name: calls.append(n) or len(calls)) for name in "abc"}, repeats=2, warmup=1)
+    assert calls == list("abc" "bca" "cab")
+    assert out == {"a": [6, 8], "b": [4, 9], "c": [5, 7]}  # call numbers of reps 2 and 3
+
+
+def test_spread_and_table():
+    s = spread([1.0, 3.0, 2.0])
+    assert (s["median"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 3.0, 3)
+    assert s["rel_half_range"] == pytest.approx(0.5)
+    table = markdown_table([{"a": 1.5, "b": "x"}, {"a": 2}], {"a": "A", "b": "B"})
+    assert table.splitlines()[0].startswith("|") and "| x " in table and table.count("\n") == 3
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory("cpu") as mem:
+        x = torch.ones(40_000_000)  # 160 MB, touched
+        x += 1
+        del x
+    assert 0.8 * 160e6 < mem.bytes < 1.5 * 160e6
+
+
+@pytest.fixture(scope="module")
+def long_audio(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "long_audio.json"
+    argv = ["--source", "tiny:qwen2_audio", "--audio-s", "35", "--beams", "1", "2", "--new-tokens", "3",
+            "--repeats", "1", "--warmup-audio-s", "0", "--json", str(out)]
+    assert load_script("benchmark_long_audio").main(argv) == 0
+    return json.loads(out.read_text()), argv
+
+
+def test_long_audio_json_follows_the_contract(long_audio):
+    payload, argv = long_audio
+    assert payload["kind"] == "long_audio_benchmark"
+    assert {"device", "model", "dtype", "command", "rows"} <= set(payload)
+    assert payload["command"].endswith(" ".join(argv))
+    rows = payload["rows"]
+    assert [(r["beam"], r["method"], r["flops_target"]) for r in rows] == [
+        (1, "none", 0.0), (1, "fastadasp_dense", 0.5), (2, "none", 0.0), (2, "fastadasp_dense", 0.5)]
+    keys = {"beam", "audio_s", "method", "flops_target", "token_reduction", "flops_realized", "rtf", "prefill_s",
+            "decode_s", "new_tokens", "throughput_tok_s", "kv_bytes", "kv_bytes_full", "peak_mem_bytes", "repeats",
+            "spread"}
+    for r in rows:
+        assert keys <= set(r), keys - set(r)
+        assert r["audio_s"] == 35 and r["repeats"] == 1 and r["new_tokens"] == 3
+        assert set(r["spread"]) >= {"rtf", "prefill_s", "decode_s", "throughput_tok_s", "peak_mem_bytes"}
+
+
+def test_long_audio_rows_are_internally_consistent(long_audio):
+    payload, _ = long_audio
+    from fastadasp.models.tiny import tiny_model_dir
+    from transformers import AutoConfig
+
+    spec = decoder_stack_spec(AutoConfig.from_pretrained(tiny_model_dir("qwen2_audio")).text_config)
+    for r in payload["rows"]:
+        assert r["throughput_tok_s"] == pytest.approx((r["new_tokens"] - 1) / r["decode_s"])
+        assert r["rtf"] * r["audio_s"] >= r["prefill_s"] + r["decode_s"]  # one repeat: medians are that run
+        assert r["prefill_batch_tokens"] == [r["beam"], r["prompt_tokens"]]  # generate prefills every beam
+        assert r["audio_tokens"] == 750 + 125  # 30 s + 5 s windows at 25 tokens/s
+        assert r["kv_bytes_full"] == r["beam"] * kv_cache_bytes(spec, [r["prompt_tokens"]] * spec.num_layers, 4)
+        assert r["peak_mem_bytes"] >= 0
+        if r["method"] == "none":
+            assert r["flops_realized"] == r["token_reduction"] == 0 and r["kv_bytes"] == r["kv_bytes_full"]
+            assert r["speedup_decode"] == 1
+        else:
+            assert abs(r["flops_realized"] - r["flops_target"]) <= 0.01
+            assert 0 < r["token_reduction"] < 1 and r["kv_bytes"] < r["kv_bytes_full"]
+            kept = r["tokens_per_layer"]
+            assert r["kv_bytes"] == pytest.approx(r["beam"] * kv_cache_bytes(spec, kept[:-1], 4))
+    one, two = (next(r for r in payload["rows"] if r["beam"] == b and r["method"] != "none") for b in (1, 2))
+    assert two["kv_bytes"] == pytest.approx(2 * one["kv_bytes"])
