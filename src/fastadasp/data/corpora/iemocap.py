@@ -44,13 +44,11 @@ def load_iemocap(
     limit: int | None = None,
     label_map: Mapping[str, str] | None = None,
     labels: Sequence[str] | None = None,
-    split: str | None = None,
 ) -> list[Sample]:
     """Samples of the given sessions sorted by utterance id.
 
     text = transcript (None without transcriptions/), label = mapped class, extra: labels, original_label, session, speaker
     (e.g. "Ses05F"), vad ([valence, arousal, dominance]), start_s, end_s.
-    `split` is accepted for a uniform config interface and only recorded.
     """
     check_limit(limit)
     mapping = dict(FOUR_CLASS if label_map is None else label_map)
