@@ -175,9 +175,23 @@ CAPTION_REFS = [
 
 
 def _no_spice_jars(monkeypatch, tmp_path):
+    """Point the SPICE jar lookup at an empty folder; returns the CoreNLP jar paths there."""
     jars = [tmp_path / "lib" / "stanford-corenlp-3.6.0.jar", tmp_path / "lib" / "stanford-corenlp-3.6.0-models.jar"]
     monkeypatch.setattr(captions, "spice_jars", lambda: jars)
     return jars
+
+
+def _touch(paths):
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"jar")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_java_version():
+    captions.java_major_version.cache_clear()
+    yield
+    captions.java_major_version.cache_clear()
 
 
 def _fake_tokenizer(captions_by_key):
@@ -203,7 +217,9 @@ def test_cider_equals_direct_pycocoevalcap_call():
 
 def test_cider_identical_captions_beat_unrelated_ones():
     identical = captions.caption_scores(CAPTION_REFS, [refs[1] for refs in CAPTION_REFS], spice=False)
-    unrelated = captions.caption_scores(CAPTION_REFS, ["purple elephant", "quantum sofa", "violin taxes"], spice=False)
+    # "\r" is a line break to the Java tokenizer: without care it would shift captions between samples
+    unrelated_captions = ["purple elephant", "quantum\r\nsofa", "violin\rtaxes"]
+    unrelated = captions.caption_scores(CAPTION_REFS, unrelated_captions, spice=False)
     assert unrelated["cider"] == 0.0 and identical["cider"] > 1.0
 
 
@@ -222,9 +238,7 @@ def test_spice_missing_jars_is_reported_never_zero_and_never_downloads(monkeypat
 
 
 def test_spider_is_mean_of_cider_and_spice_when_spice_runs(monkeypatch, tmp_path):
-    for jar in _no_spice_jars(monkeypatch, tmp_path):
-        jar.parent.mkdir(exist_ok=True)
-        jar.write_bytes(b"jar")
+    _touch(_no_spice_jars(monkeypatch, tmp_path) + captions.nashorn_jars())
     monkeypatch.setattr(captions, "ptb_tokenize", _fake_tokenizer)
     seen = {}
     monkeypatch.setattr(captions, "_spice", lambda gts, res: seen.update(gts=gts, res=res) or 0.25)
@@ -235,9 +249,7 @@ def test_spider_is_mean_of_cider_and_spice_when_spice_runs(monkeypatch, tmp_path
 
 
 def test_spice_failure_keeps_cider_in_auto_mode_and_raises_when_required(monkeypatch, tmp_path):
-    for jar in _no_spice_jars(monkeypatch, tmp_path):
-        jar.parent.mkdir(exist_ok=True)
-        jar.write_bytes(b"jar")
+    _touch(_no_spice_jars(monkeypatch, tmp_path) + captions.nashorn_jars())
     monkeypatch.setattr(captions, "ptb_tokenize", _fake_tokenizer)
 
     def failing(*_):
@@ -256,6 +268,80 @@ def test_caption_metrics_name_the_missing_java(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="apt-get install -y default-jre-headless"):
         captions.caption_scores(CAPTION_REFS, ["a", "b", "c"])
     assert "java" in captions.spice_missing_reason()
+
+
+@pytest.mark.parametrize(
+    "major, nashorn_installed, problem",
+    [(17, False, "JavaScript engine, which Java 17 lacks"), (17, True, None), (11, False, None), (8, False, None)],
+)
+def test_spice_needs_nashorn_on_java_15_and_later(monkeypatch, tmp_path, major, nashorn_installed, problem):
+    _touch(_no_spice_jars(monkeypatch, tmp_path))
+    if nashorn_installed:
+        _touch(captions.nashorn_jars())
+    monkeypatch.setattr(captions, "java_major_version", lambda java="java": major)
+    reason = captions.spice_missing_reason()
+    if problem is None:
+        assert reason is None
+    else:
+        assert problem in reason and "make spice" in reason and "CoreNLP" not in reason
+
+
+def _fake_java(tmp_path, version: str, f_scores) -> Path:
+    """A `java` that answers -version and, as SPICE, writes the given per-caption F-scores and logs its call."""
+    import json
+    import sys
+
+    script = tmp_path / "bin" / "java"
+    script.parent.mkdir()
+    script.write_text(
+        f"""#!{sys.executable}
+import json, os, sys
+args = sys.argv[1:]
+if args == ["-version"]:
+    sys.stderr.write('openjdk version "{version}" 2025-04-15\\n'); sys.exit(0)
+items = json.load(open(args[args.index("-cp") + 3]))
+json.dump({{"args": args, "cwd": os.getcwd(), "items": items, "opts": os.environ.get("JDK_JAVA_OPTIONS")}},
+          open({str(tmp_path / "call.json")!r}, "w"))
+scores = {list(f_scores)!r}
+json.dump([{{"image_id": it["image_id"], "scores": {{"All": {{"f": f}}}}}} for it, f in zip(items, scores)],
+          open(args[args.index("-out") + 1], "w"))
+"""
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_spice_runs_the_jar_and_averages_per_caption_f_scores(monkeypatch, tmp_path):
+    import json
+
+    import pycocoevalcap.spice.get_stanford_models as models
+
+    _touch(_no_spice_jars(monkeypatch, tmp_path) + captions.nashorn_jars())
+    _fake_java(tmp_path, "17.0.15", [0.5, 0.25, 0.0])
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}")
+    gts = {"0": ["a dog barks"], "1": ["rain falls", "it rains"], "2": ["birds sing"]}
+    res = {"0": ["a dog"], "1": ["rain"], "2": [""]}
+    assert captions._spice(gts, res) == pytest.approx(0.25)
+    call = json.loads((tmp_path / "call.json").read_text())
+    assert call["items"] == [{"image_id": i, "test": res[str(i)][0], "refs": gts[str(i)]} for i in range(3)]
+    class_path = call["args"][call["args"].index("-cp") + 1].split(":")
+    assert class_path == ["spice-1.0.jar", *map(str, captions.nashorn_jars())]
+    assert call["args"][call["args"].index("-cp") + 2] == "edu.anu.spice.SpiceScorer"
+    assert {"-subset", "-silent", "-Xmx8G"} <= set(call["args"]) and "-cache" not in call["args"]
+    assert Path(call["cwd"]) == Path(models.SPICEDIR).resolve() and "--add-opens" in call["opts"]
+
+
+def test_spice_on_java_8_leaves_nashorn_off_the_class_path_and_nan_propagates(monkeypatch, tmp_path):
+    import json
+
+    _touch(_no_spice_jars(monkeypatch, tmp_path) + captions.nashorn_jars())
+    _fake_java(tmp_path, "1.8.0_292", [0.5, None])
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}")
+    assert captions.java_major_version() == 8
+    score = captions._spice({"0": ["a"], "1": ["b"]}, {"0": ["a"], "1": ["b"]})
+    assert score != score  # NaN, as pycocoevalcap reports a corpus with an unscorable caption
+    call = json.loads((tmp_path / "call.json").read_text())
+    assert call["args"][call["args"].index("-cp") + 1] == "spice-1.0.jar"
 
 
 def test_caption_bad_input():
@@ -291,14 +377,26 @@ def test_get_spice_installs_jars_from_a_local_zip(get_spice, tmp_path, capsys):
         zf.writestr(f"{get_spice.CORENLP}/stanford-corenlp-3.6.0.jar", b"code")
         zf.writestr(f"{get_spice.CORENLP}/stanford-corenlp-3.6.0-models.jar", b"models")
         zf.writestr(f"{get_spice.CORENLP}/README.txt", b"x")
+    engine_dir = tmp_path / "maven"
+    _touch([engine_dir / p.name for p in captions.nashorn_jars()])
     lib = tmp_path / "lib"
-    assert get_spice.main(["--zip", str(archive), "--lib-dir", str(lib), "--dry-run"]) == 0
-    assert not lib.exists()
-    assert get_spice.main(["--zip", str(archive), "--lib-dir", str(lib)]) == 0
+    local = ["--zip", str(archive), "--jars-from", str(engine_dir), "--lib-dir", str(lib), "--nashorn"]
+    assert get_spice.main([*local, "--dry-run"]) == 0
+    assert not lib.exists() and "nashorn-core-15.4.jar" in capsys.readouterr().out
+    assert get_spice.main(local) == 0
     assert (lib / "stanford-corenlp-3.6.0.jar").read_bytes() == b"code"
     assert (lib / "stanford-corenlp-3.6.0-models.jar").read_bytes() == b"models"
-    assert sorted(p.name for p in lib.iterdir()) == ["stanford-corenlp-3.6.0-models.jar", "stanford-corenlp-3.6.0.jar"]
-    assert get_spice.main(["--lib-dir", str(lib)]) == 0 and "already installed" in capsys.readouterr().out
+    expected = {"stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar"} | {
+        p.name for p in captions.nashorn_jars()
+    }
+    assert {p.name for p in lib.iterdir()} == expected
+    assert get_spice.main(["--lib-dir", str(lib), "--nashorn"]) == 0 and "already installed" in capsys.readouterr().out
+
+
+def test_get_spice_downloads_from_maven_central_urls(get_spice):
+    assert get_spice.maven_url("org.openjdk.nashorn", "nashorn-core", "15.4") == (
+        "https://repo1.maven.org/maven2/org/openjdk/nashorn/nashorn-core/15.4/nashorn-core-15.4.jar"
+    )
 
 
 def test_get_spice_rejects_a_wrong_zip(get_spice, tmp_path):
@@ -306,7 +404,7 @@ def test_get_spice_rejects_a_wrong_zip(get_spice, tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("something/else.jar", b"x")
     with pytest.raises(SystemExit, match="has no stanford-corenlp-full-2015-12-09/stanford-corenlp-3.6.0"):
-        get_spice.main(["--zip", str(archive), "--lib-dir", str(tmp_path / "lib")])
+        get_spice.main(["--zip", str(archive), "--lib-dir", str(tmp_path / "lib"), "--no-nashorn"])
 
 
 # ----------------------------------------------------------------------------- config targets

@@ -10,21 +10,29 @@ nlp.stanford.edu the first time `Spice()` is built. This module never triggers
 that download: it looks for the jars where pycocoevalcap does and, when they
 are absent, reports `spice`/`spider` as None with the reason and the fix
 (`make spice`, i.e. `scripts/get_spice.py`). A missing SPICE is never a 0.
+
+SPICE 1.0 also writes its per-caption scores through Java's JavaScript engine
+(Nashorn), which Java 15+ no longer ships (on Java 17 `getEngineByName
+("JavaScript")` is null and SPICE would crash after parsing). On such a Java,
+SPICE runs only with the standalone Nashorn jars (`nashorn-core` and ASM,
+also installed by `scripts/get_spice.py`) on its class path.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 
-__all__ = ["caption_scores", "spice_jars", "spice_missing_reason", "ptb_tokenize"]
+__all__ = ["caption_scores", "nashorn_jars", "ptb_tokenize", "spice_jars", "spice_missing_reason"]
 
 JAVA_FIX = "install a Java runtime, e.g. `apt-get install -y default-jre-headless`"
 SPICE_FIX = "run `make spice` (python scripts/get_spice.py) on a machine with internet"
@@ -45,13 +53,51 @@ def spice_jars() -> list[Path]:
     return [lib / f"{models.JAR}.jar", lib / f"{models.JAR}-models.jar"]
 
 
+# Standalone Nashorn (Maven Central) and the ASM version its pom names: SPICE's JSON
+# output needs a JavaScript engine, which Java 15+ lacks.
+NASHORN_ARTIFACTS = (
+    ("org.openjdk.nashorn", "nashorn-core", "15.4"),
+    ("org.ow2.asm", "asm", "7.3.1"),
+    ("org.ow2.asm", "asm-commons", "7.3.1"),
+    ("org.ow2.asm", "asm-tree", "7.3.1"),
+    ("org.ow2.asm", "asm-util", "7.3.1"),
+    ("org.ow2.asm", "asm-analysis", "7.3.1"),
+)
+
+
+def nashorn_jars() -> list[Path]:
+    """Where `scripts/get_spice.py` puts the Nashorn jars: beside the CoreNLP jars."""
+    lib = spice_jars()[0].parent
+    return [lib / f"{artifact}-{version}.jar" for _, artifact, version in NASHORN_ARTIFACTS]
+
+
+@lru_cache(maxsize=4)
+def java_major_version(java: str = "java") -> int | None:
+    """The major version of `java` (8 for "1.8.0_x", 17 for "17.0.15"), None if it cannot be read."""
+    run = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', run.stderr + run.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
 def spice_missing_reason() -> str | None:
-    """Why SPICE cannot run here (missing java or jars, with the fix), or None when it can."""
+    """Why SPICE cannot run here (missing java, jars or JavaScript engine, with the fix), or None when it can."""
     if shutil.which("java") is None:
         return f"SPICE needs java on PATH; {JAVA_FIX}"
+    problems = []
     missing = [str(p) for p in spice_jars() if not p.is_file()]
     if missing:
-        return f"SPICE needs Stanford CoreNLP 3.6.0 jars, missing: {', '.join(missing)}; {SPICE_FIX}"
+        problems.append(f"SPICE needs Stanford CoreNLP 3.6.0 jars, missing: {', '.join(missing)}")
+    major = java_major_version()
+    if (major is None or major >= 15) and not all(p.is_file() for p in nashorn_jars()):
+        problems.append(
+            f"SPICE 1.0 writes its scores through a JavaScript engine, which Java {major or '?'} lacks "
+            f"(removed in Java 15); the Nashorn jars are missing from {nashorn_jars()[0].parent}"
+        )
+    if problems:
+        return "; ".join(problems) + f"; {SPICE_FIX} (or use Java 8-14)"
     return None
 
 
@@ -60,7 +106,8 @@ def ptb_tokenize(captions: dict[Any, list[str]]) -> dict[Any, list[str]]:
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     _require_java()
-    # The tokenizer joins sentences with newlines; a newline inside one would shift every later line.
+    # The tokenizer joins sentences with newlines and only replaces "\n" inside one; a "\r" (a line
+    # break for Java) would shift every later line onto the wrong caption, so collapse all whitespace.
     wrapped = {k: [{"caption": " ".join(s.split())} for s in v] for k, v in captions.items()}
     out = PTBTokenizer().tokenize(wrapped)
     if {k: len(v) for k, v in out.items()} != {k: len(v) for k, v in captions.items() if v}:
@@ -79,18 +126,24 @@ _JAVA_OPENS = " ".join(
 def _spice(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
     """Corpus SPICE: the mean of per-caption SPICE F-scores, as pycocoevalcap's `Spice` computes it.
 
-    Runs pycocoevalcap's spice-1.0.jar with the command pycocoevalcap uses, but
+    Runs pycocoevalcap's spice-1.0.jar with pycocoevalcap's arguments, but
     without its `Spice()` constructor (which would try to download CoreNLP),
-    with temp files outside site-packages, without the LMDB parse cache, and
-    with the Java 16+ module opens above.
+    with temp files outside site-packages, without the LMDB parse cache (its
+    serializer is what Java 16+ rejects), with the Nashorn jars on the class
+    path on Java 15+ (the jar's manifest still brings in CoreNLP), and with
+    the Java 16+ module opens above.
     """
     from pycocoevalcap.spice import get_stanford_models as models
 
-    data = [{"image_id": k, "test": res[k][0], "refs": gts[k]} for k in sorted(gts)]
+    data = [{"image_id": int(k), "test": res[k][0], "refs": gts[k]} for k in sorted(gts, key=int)]
     with tempfile.TemporaryDirectory(prefix="fastadasp_spice_") as tmp:
         in_path, out_path = Path(tmp) / "in.json", Path(tmp) / "out.json"
         in_path.write_text(json.dumps(data), encoding="utf-8")
-        cmd = ["java", "-jar", "-Xmx8G", "spice-1.0.jar", str(in_path), "-out", str(out_path), "-subset", "-silent"]
+        major = java_major_version()
+        nashorn = [str(p) for p in nashorn_jars() if p.is_file()] if major is None or major >= 15 else []
+        class_path = ["spice-1.0.jar", *nashorn]
+        cmd = ["java", "-Xmx8G", "-cp", os.pathsep.join(class_path), "edu.anu.spice.SpiceScorer",
+               str(in_path), "-out", str(out_path), "-subset", "-silent"]  # fmt: skip
         env = {**os.environ, "JDK_JAVA_OPTIONS": f"{os.environ.get('JDK_JAVA_OPTIONS', '')} {_JAVA_OPENS}".strip()}
         subprocess.run(cmd, cwd=models.SPICEDIR, env=env, check=True, stdout=subprocess.DEVNULL)
         results = json.loads(out_path.read_text(encoding="utf-8"))

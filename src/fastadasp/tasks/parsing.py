@@ -146,7 +146,8 @@ _ONE_SPEAKER = re.compile(
     re.IGNORECASE,
 )
 _MANY_SPEAKERS = re.compile(
-    r"\b(?:two|three|four|2|3|4|multiple|several|many|more than one)(?: different)? (?:speakers|people|persons|voices)\b"
+    r"\b(?:two|three|four|2|3|4|multiple|several|many|more than one)(?: different)?"
+    r" (?:speakers|people|persons|voices)\b"
     r"|\bmore than one (?:speaker|person|voice)\b"
     r"|\bdifferent (?:speakers|people|persons|voices)\b",
     re.IGNORECASE,
