@@ -1,8 +1,8 @@
 """Audio-caption metrics: CIDEr (pycocoevalcap's CIDEr-D), SPICE and SPIDEr = (CIDEr + SPICE) / 2.
 
 Both sides are tokenised with pycocoevalcap's `PTBTokenizer` (Stanford
-CoreNLP 3.4.1 in a JVM, lower-cases and drops punctuation), as in the
-DCASE/Clotho evaluation the paper follows. Scores are on pycocoevalcap's scale
+CoreNLP 3.4.1 in a JVM, lower-cases and drops punctuation), as the DCASE
+caption-evaluation tools do for Clotho. Scores are on pycocoevalcap's scale
 (CIDEr-D around 0-3, SPICE 0-1), not percent.
 
 SPICE needs Stanford CoreNLP 3.6.0 jars that pycocoevalcap downloads from
