@@ -258,6 +258,7 @@ def test_script_writes_outputs_and_layer_auto_uses_them(tiny_whisper_dir, manife
     for i in range(4):
         assert f"Layer {i}" in table and f"{layers[i]['te']:.4f}".rstrip("0").rstrip(".") in table
     assert f"Layer {selected} (Selected)" in table
+    assert record["command"].startswith("python scripts/transfer_entropy.py model=whisper_hf")
     import matplotlib.image
 
     assert matplotlib.image.imread(out / "te_curve.png").shape[2] in (3, 4)

@@ -296,15 +296,21 @@ def write_outputs(out_dir: Path, record: dict) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     xs = [p["layer"] for p in layers]
     ax.plot(xs, [p["te"] for p in layers], marker="o", color="tab:blue", label="TE")
-    off = [p for p in layers if not p["feasible"]]
+    off = [p for p in layers if not p["feasible"] and not p["reference"]]
     if off:
-        ax.scatter([p["layer"] for p in off], [p["te"] for p in off], marker="x", color="tab:red", zorder=3,
-                   label=f"cannot reach flops={record['rule']['max_flops']:g}")
+        ax.scatter([p["layer"] for p in off], [p["te"] for p in off], marker="x", s=60, color="tab:red", zorder=3,
+                   label=f"cannot reach flops={record['rule']['max_flops']:g} ({record['rule']['budget_model']})")
+    ref = [p for p in layers if p["reference"]]
+    if ref:
+        ax.scatter([p["layer"] for p in ref], [p["te"] for p in ref], marker="s", color="gray", zorder=3,
+                   label="reference (TE 0 by definition)")
     if selected is not None:
-        ax.axvline(selected, color="tab:green", linestyle="--", label=f"selected layer {selected}")
+        ax.axvline(selected, color="tab:green", linestyle="--", label=f"selected layer {selected} ({record['rule']['name']})")
+    ax.set_xticks(xs)
     ax.set_xlabel("merge layer")
-    ax.set_ylabel("|H(ref) - H(layer)|")
-    ax.set_title(f"Transfer entropy: {record['model']} / {record['task']} (ratio {record['ratio']:g})", fontsize=9)
+    ax.set_ylabel("TE = |H(ref) - H(layer)|")
+    ax.set_title(f"{record['model']}\n{record['task']}, {record['calibration']['num_utterances']} utterances, "
+                 f"ratio {record['ratio']:g}", fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_dir / "te_curve.png", dpi=120)
@@ -365,6 +371,15 @@ def _choice(group: str) -> str | None:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def _command() -> str | None:
+    """How to rerun this analysis (the command line's overrides), when run by Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return " ".join(["python scripts/transfer_entropy.py", *HydraConfig.get().overrides.task])
 
 
 def main(cfg: Any, log: Callable[[str], None] = print) -> dict:
@@ -443,6 +458,7 @@ def main(cfg: Any, log: Callable[[str], None] = print) -> dict:
                      "max_flops < 1 - (L+1)/N (paper token-layer model)" if rule["budget_model"] == "paper" else
                      "max_flops <= analytic FLOPs reduction with every span merged to one token at L, "
                      "least favourable calibration utterance"), **how},
+        "command": _command(),
         "wall_s": time.perf_counter() - start,
     }
     out_dir = Path(cfg.output_dir)
