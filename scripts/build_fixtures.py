@@ -19,10 +19,13 @@ from fastadasp.data import fixtures
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="output folder")
-    parser.add_argument("names", nargs="*", choices=[[], *fixtures.BUILDERS], metavar="NAME",
+    parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"corpora to build (default: all of {', '.join(fixtures.BUILDERS)})")
     parser.add_argument("--long-wav", action="store_true", help="also write long_75s.wav (75 s of speech)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(fixtures.BUILDERS))
+    if unknown:
+        parser.error(f"unknown corpus {', '.join(unknown)}; choose from {', '.join(fixtures.BUILDERS)}")
     for name in args.names or list(fixtures.BUILDERS):
         start = time.perf_counter()
         try:
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: skipped ({exc.name} is not installed)")
             continue
         print(f"{name}: {fixture.root} ({len(fixture.expected) or '-'} samples, "
-              f"{time.perf_counter() - start:.2f} s)\n    python run.py {' '.join(fixture.overrides())}")
+              f"{time.perf_counter() - start:.2f} s)\n"
+              f"    python run.py task={fixture.task} {' '.join(fixture.overrides())}")
     if args.long_wav:
         path, text = fixtures.build_long_wav(args.out / "long_75s.wav")
         print(f"long wav: {path} ({len(text.split())} words)")

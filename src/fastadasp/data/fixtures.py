@@ -39,12 +39,14 @@ __all__ = [
 @dataclass(frozen=True)
 class CorpusFixture:
     """What a builder wrote: the dataset config name, the `root` to pass, the other
-    loader arguments, and per sample id the fields a reader must return."""
+    loader arguments, per sample id the fields a reader must return, and the task
+    (configs/task/<task>.yaml) the corpus is evaluated with."""
 
     name: str
     root: Path
     kwargs: dict[str, Any] = field(default_factory=dict)
     expected: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task: str = "asr"
 
     def overrides(self) -> list[str]:
         """run.py overrides that select this corpus (`dataset=<name> dataset.root=...`)."""
@@ -182,7 +184,7 @@ def build_covost2(out: str | Path, *, full_tsv: bool = False) -> CorpusFixture:
         (root / "covost_v2.en_de.test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     expected = {Path(c).stem: {"text": s, "translation": t, "target_language": "de"}
                 for c, s, t in sorted(rows)}
-    return CorpusFixture("covost2", root, {"pair": "en_de", "split": "test"}, expected)
+    return CorpusFixture("covost2", root, {"pair": "en_de", "split": "test"}, expected, task="st")
 
 
 def build_meld(out: str | Path) -> CorpusFixture:
@@ -208,14 +210,15 @@ def build_meld(out: str | Path) -> CorpusFixture:
             wav = speak(clean.replace("’", "'"), Path(tmp) / f"{dia}_{utt}.wav", voice="en-us", speed=170)
             write_mp4(wav, videos / f"dia{dia}_utt{utt}.mp4")
             text = stored if stored is not None else clean
-            line = f'{sr_no},"{text}",{speaker},{emotion},{sentiment},{dia},{utt},3,19,"00:14:15,055","00:14:17,183"'
+            line = (f'{sr_no},"{text}",{speaker},{emotion},{sentiment},{dia},{utt},3,19,'
+                    '"00:14:15,055","00:14:17,183"')
             # the first row is stored in cp1252 (byte 0x92 for ’), the rest in UTF-8
             lines.append(line.encode("cp1252" if sr_no == 1 else "utf-8"))
     (root / "test_sent_emo.csv").write_bytes(b"\r\n".join(lines) + b"\r\n")
     labels = ["neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"]
     expected = {f"dia{d}_utt{u}": {"text": clean, "label": emo.lower(), "labels": labels, "speaker": spk}
                 for d, u, clean, _, spk, emo, _ in sorted(rows)}
-    return CorpusFixture("meld", root, {"split": "test"}, expected)
+    return CorpusFixture("meld", root, {"split": "test"}, expected, task="er")
 
 
 def build_clotho(out: str | Path) -> CorpusFixture:
@@ -242,7 +245,7 @@ def build_clotho(out: str | Path) -> CorpusFixture:
         lines.append(",".join(_csv_field(x) for x in [name, *captions]))
     (root / "clotho_captions_evaluation.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     expected = {name: {"captions": captions} for name, (_, captions) in sorted(clips.items())}
-    return CorpusFixture("clotho", root, {"split": "evaluation"}, expected)
+    return CorpusFixture("clotho", root, {"split": "evaluation"}, expected, task="ac")
 
 
 def _csv_field(value: str) -> str:
@@ -272,7 +275,7 @@ def build_clotho_aqa(out: str | Path) -> CorpusFixture:
     for name, question, answers in _AQA_ROWS:
         lines += [",".join(_csv_field(x) for x in (name, question, a, c)) for a, c in answers]
     (root / "clotho_aqa_test.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return CorpusFixture("clotho_aqa", root, {"split": "test"}, aqa_expected(confident_only=False))
+    return CorpusFixture("clotho_aqa", root, {"split": "test"}, aqa_expected(confident_only=False), task="aqa")
 
 
 def aqa_expected(confident_only: bool) -> dict[str, dict[str, Any]]:
@@ -299,7 +302,7 @@ def build_voxceleb(out: str | Path) -> CorpusFixture:
         for video, name in (("5r0dWxy17C8", "00001.wav"), ("Zf2bXfIUB2A", "00002.wav")):
             speak(words[i], root / "wav" / spk / video / name, voice=voice, speed=180)
             i += 1
-    return CorpusFixture("voxceleb_sv", root, {"n": 4, "seed": 0}, {})
+    return CorpusFixture("voxceleb_sv", root, {"n": 4, "seed": 0}, {}, task="sv")
 
 
 def build_iemocap(out: str | Path) -> CorpusFixture:
@@ -346,7 +349,7 @@ def build_iemocap(out: str | Path) -> CorpusFixture:
             trans_dir.mkdir(parents=True, exist_ok=True)
             (trans_dir / f"{dialog}.txt").write_text("\n".join(["M: [BREATHING]", *transcript]) + "\n")
     (root / "Session5" / "dialog" / "EmoEvaluation" / "._Ses05F_impro01.txt").write_bytes(b"\x00\x05\x16\x07\xff")
-    return CorpusFixture("iemocap", root, {"sessions": [5]}, dict(sorted(expected.items())))
+    return CorpusFixture("iemocap", root, {"sessions": [5]}, dict(sorted(expected.items())), task="er")
 
 
 def build_sqa_manifest(out: str | Path) -> CorpusFixture:
@@ -365,12 +368,13 @@ def build_sqa_manifest(out: str | Path) -> CorpusFixture:
                      "answer": answer, "transcript": passage})
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     expected = {sid: {"question": q, "choices": c, "answer": a} for sid, _, q, c, a in items}
-    return CorpusFixture("sqa", root / "manifest.jsonl", {}, expected)
+    return CorpusFixture("sqa", root / "manifest.jsonl", {}, expected, task="sqa")
 
 
 def build_hf(out: str | Path) -> CorpusFixture:
-    """A `save_to_disk` dataset: audio as embedded FLAC/mp3 bytes and one path cell,
-    text, and a ClassLabel emotion column. Needs the `datasets` package."""
+    """A `save_to_disk` dataset: an Audio column (FLAC bytes, mp3 bytes, and a local
+    path that save_to_disk embeds), text, and a ClassLabel emotion column. Needs the
+    `datasets` package."""
     import datasets
 
     root = Path(out) / "hf_tiny"
@@ -391,12 +395,15 @@ def build_hf(out: str | Path) -> CorpusFixture:
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 keep.write_bytes(wav.read_bytes())
                 cells.append({"bytes": None, "path": str(keep)})
+        # Built with Audio's storage type, then cast: datasets 5 encodes Audio cells
+        # through torchcodec, which does not import here; casting storage does not.
         features = datasets.Features({
-            "key": datasets.Value("string"), "audio": datasets.Audio(), "sentence": datasets.Value("string"),
-            "emotion": datasets.ClassLabel(names=emotions)})
+            "key": datasets.Value("string"),
+            "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+            "sentence": datasets.Value("string"), "emotion": datasets.ClassLabel(names=emotions)})
         table = datasets.Dataset.from_dict(
             {"key": [f"utt{i}" for i in range(3)], "audio": cells, "sentence": texts, "emotion": [0, 1, 0]},
-            features=features)
+            features=features).cast_column("audio", datasets.Audio())
         table.save_to_disk(str(root))
     kwargs = {"split": "test", "id_column": "key", "text_column": "sentence",
               "fields": {"label": "emotion"}}

@@ -41,7 +41,8 @@ def _find_tsv(root: Path, pair: str, split: str) -> tuple[Path, bool]:
         if (root / f"covost_v2.{name}.tsv").is_file():
             return root / f"covost_v2.{name}.tsv", True
     tried = [f"covost_v2.{n}.{split}.tsv" for n in names] + [f"covost_v2.{n}.tsv" for n in names]
-    raise CorpusError(f"no CoVoST 2 TSV for pair {pair!r} split {split!r} in {root} (looked for {', '.join(tried)})")
+    raise CorpusError(f"no CoVoST 2 TSV for pair {pair!r} split {split!r} in {root} "
+                      f"(looked for {', '.join(tried)})")
 
 
 def _cv_sentences(cv_tsv: Path) -> dict[str, tuple[str, str]]:

@@ -89,7 +89,7 @@ def _cell_path(cell: Any, base: Path | None) -> Path | None:
 
 def _label_names(table: Any, column: str):
     """ClassLabel int -> name converter for `column`, or None."""
-    feature = getattr(table, "features", {}).get(column) if hasattr(table, "features") else None
+    feature = (getattr(table, "features", None) or {}).get(column)
     return getattr(feature, "int2str", None)
 
 

@@ -47,7 +47,8 @@ def load_iemocap(
 ) -> list[Sample]:
     """Samples of the given sessions sorted by utterance id.
 
-    text = transcript (None without transcriptions/), label = mapped class, extra: labels, original_label, session, speaker
+    text = transcript (None without transcriptions/), label = mapped class,
+    extra: labels, original_label, session, speaker
     (e.g. "Ses05F"), vad ([valence, arousal, dominance]), start_s, end_s.
     """
     check_limit(limit)
@@ -72,7 +73,8 @@ def load_iemocap(
                     continue  # per-annotator lines (C-E1:, A-E2:), headers, blanks
                 match = _LINE.match(line)
                 if match is None:
-                    raise CorpusError(f"{path}:{lineno}: expected '[START - END]\\tUTT_ID\\tEMO\\t[V, A, D]', got {line!r}")
+                    raise CorpusError(f"{path}:{lineno}: expected "
+                                      f"'[START - END]\\tUTT_ID\\tEMO\\t[V, A, D]', got {line!r}")
                 utt, emo = match["utt"], match["emo"]
                 if not utt.startswith(dialog):
                     raise CorpusError(f"{path}:{lineno}: utterance {utt} does not belong to dialog {dialog}")

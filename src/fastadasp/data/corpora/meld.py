@@ -33,7 +33,8 @@ def _byte_char(b: int, encoding: str) -> str:
 
 # A UTF-8 lead byte followed by continuation bytes, each shown as its Latin-1
 # or cp1252 character: the signature of doubly-decoded UTF-8.
-_CONT = "".join(sorted({c for b in range(0x80, 0xC0) for c in (_byte_char(b, "latin-1"), _byte_char(b, "cp1252")) if c}))
+_CONT = "".join(sorted({c for b in range(0x80, 0xC0)
+                         for c in (_byte_char(b, "latin-1"), _byte_char(b, "cp1252")) if c}))
 _MOJIBAKE = re.compile(f"[\u00c2-\u00f4][{re.escape(_CONT)}]+")
 _C1 = re.compile("[\u0080-\u009f]")
 
@@ -84,7 +85,8 @@ def load_meld(
     """
     check_limit(limit)
     if split not in _SPLITS and (csv_file is None or video_dir is None):
-        raise ValueError(f"unknown MELD split {split!r}: use one of {sorted(_SPLITS)} or give csv_file and video_dir")
+        raise ValueError(f"unknown MELD split {split!r}: use one of {sorted(_SPLITS)} "
+                         "or give csv_file and video_dir")
     root = require_dir(Path(root).expanduser(), "MELD root (MELD.Raw)")
     default_csv, default_videos = _SPLITS.get(split, (None, None))
     table = root / (csv_file or default_csv)
@@ -94,7 +96,8 @@ def load_meld(
         dialogue, utterance = _int(row, "Dialogue_ID", where), _int(row, "Utterance_ID", where)
         label = row["Emotion"].strip().lower()
         if label not in MELD_LABELS:
-            raise CorpusError(f"{where}: column Emotion: unknown label {row['Emotion']!r} (expected one of {MELD_LABELS})")
+            raise CorpusError(f"{where}: column Emotion: unknown label {row['Emotion']!r} "
+                              f"(expected one of {MELD_LABELS})")
         sample_id = f"dia{dialogue}_utt{utterance}"
         extra = {"label": label, "labels": list(MELD_LABELS), "speaker": fix_mojibake(row["Speaker"].strip()),
                  "sentiment": row.get("Sentiment", "").strip().lower(),
