@@ -237,16 +237,17 @@ def transfer_entropy_curve(
     log(f"reference (merge at layer {reference}): H = {h_ref:.4f} ({time.perf_counter() - start:.1f} s)")
     curve = []
     for layer in candidates:
+        start = time.perf_counter()
         if layer == reference:
             h = h_ref
         else:
-            start = time.perf_counter()
             values = final_entropies(model, audios, prompts, keys, layer, ratio, batch_size)
             h = sum(values) / len(values)
         bound = max_feasible_flops(layer, spec, budget_model, layouts)
         point = LayerTE(layer, abs(h_ref - h), h, bound, _feasible(max_flops, bound, budget_model), layer == reference)
         curve.append(point)
-        log(f"layer {layer}: H = {h:.4f}, TE = {point.te:.4f}, max feasible flops {bound:.4f}")
+        log(f"layer {layer}: H = {h:.4f}, TE = {point.te:.4f}, max feasible flops {bound:.4f} "
+            f"({time.perf_counter() - start:.1f} s)")
     ranked = sorted((p for p in curve if not p.reference), key=lambda p: p.te)
     for p in ranked:
         p.rank = 1 + sum(q.te < p.te for q in ranked)
