@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 __all__ = ["ConfigError", "RunConfig", "RunSettings", "check_overrides", "validate"]
 
@@ -56,6 +56,21 @@ class RunConfig:
 
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
+def folder_name(text: str, max_len: int = 120) -> str:
+    """A single path component from Hydra's override string: path separators
+    become ``_`` and long names keep a prefix plus a hash (file systems cap a
+    name at 255 bytes), so every distinct override set gets its own folder."""
+    import hashlib
+
+    name = text.replace("/", "_").replace("\\", "_") or "default"
+    if len(name) > max_len:
+        name = f"{name[: max_len - 13]}..{hashlib.sha256(name.encode()).hexdigest()[:11]}"
+    return name
+
+
+OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
 
 
 @dataclass(frozen=True)

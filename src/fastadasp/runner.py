@@ -351,6 +351,8 @@ def main(cfg, model_cache: ModelCache | None = None) -> dict[str, Any]:
     budget = _instantiate(cfg.budget)
     samples, dataset_info = _dataset(cfg)
     task.check_dataset(samples, dataset_info.get("name") or "?")
+    # the listing the run draws from (after `limit`, before sharding: every shard names the same dataset)
+    dataset_info["fingerprint"] = dataset_fingerprint(samples)
     if settings.num_shards > 1:
         samples = samples[settings.shard :: settings.num_shards]
         if not samples:
@@ -360,7 +362,6 @@ def main(cfg, model_cache: ModelCache | None = None) -> dict[str, Any]:
     for s in samples[:1]:
         task.prompt(family, s)  # a missing prompt or prompt field fails here, not after loading
     _check_budget_early(cfg.model, method, budget)
-    dataset_info["fingerprint"] = dataset_fingerprint(samples)
     from . import __version__
 
     identity = {
