@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     if not sources:
         parser.error(f"nothing to read: {args.results} does not exist and no folder was given")
     runs = collect_runs(sources)
+    partial = runs["shard"].notna().sum()
+    if partial:
+        print(f"left out {partial} single-shard runs (partial evaluations): merge them with "
+              "`python -m fastadasp.merge SHARD_DIR ... --out DIR` first", file=sys.stderr)
     benchmarks = collect_benchmarks(sources)
     te_files = collect_transfer_entropy(sources)
     tables = build_tables(runs, benchmarks, te_files, include_paper=not args.no_paper)

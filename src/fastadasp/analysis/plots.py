@@ -79,7 +79,7 @@ def plot_transfer_entropy(te: dict, out_dir: str | Path) -> Path:
     curve = te["curve"]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ax.plot(curve["layer"], curve["te"], marker="o")
-    for layer, value, rank in curve[["layer", "te", "rank"]].itertuples(index=False):
+    for layer, value, rank in curve[["layer", "te", "rank"]].dropna().itertuples(index=False):
         ax.annotate(str(int(rank)), (layer, value), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
     selected = te.get("selected_layer")
     if selected is not None and selected in set(curve["layer"]):
@@ -88,7 +88,7 @@ def plot_transfer_entropy(te: dict, out_dir: str | Path) -> Path:
         ax.legend(fontsize=7)
     ax.set_xlabel("layer of the single ratio-0.5 merge")
     ax.set_ylabel("TE (|H(ref) - H(merge)|)")
-    who = " / ".join(str(te[k]) for k in ("model", "task", "dataset") if te.get(k))
+    who = " / ".join(str(te[k]) for k in ("model", "task") if te.get(k))
     ax.set_title(f"Transfer entropy per layer {who}".strip(), fontsize=9)
     ax.grid(alpha=0.3)
     stem = re.sub(r"[^A-Za-z0-9.]+", "_", f"te_{who}" if who else f"te_{Path(te['file']).parent.name}").strip("_")

@@ -107,6 +107,8 @@ def _primary(path: Path, record: dict) -> tuple[str, float, bool]:
             raise RunFileError(f"{path}: field 'metrics' has no numeric value and no 'primary_metric' is recorded")
     if name not in scores:
         raise RunFileError(f"{path}: primary_metric {name!r} is not a key of 'metrics' ({sorted(scores)})")
+    if not isinstance(scores[name], (int, float)) or isinstance(scores[name], bool):
+        raise RunFileError(f"{path}: metrics.{name} (the headline metric) is {scores[name]!r}, not a number")
     higher = record.get("higher_is_better")
     return name, float(scores[name]), higher_is_better_for(name) if higher is None else bool(higher)
 
@@ -139,7 +141,8 @@ def _run_row(path: Path, record: dict) -> dict:
         "dataset_split": data["split"],
         "dataset_fingerprint": data["fingerprint"],
         "limit": record.get("limit"),
-        "shard": f"{shard['index']}/{shard['count']}" if shard and shard.get("count", 1) > 1 else None,
+        # a shard of a larger run (merged runs record index None): not a complete evaluation
+        "shard": f"{shard['index']}/{shard['count']}" if shard.get("index") is not None and shard.get("count", 1) > 1 else None,
         "method": str(record["method"]),
         "schedule": settings.get("schedule"),
         "weighted": settings.get("weighted"),
@@ -220,7 +223,8 @@ def collect_transfer_entropy(paths: Iterable[str | Path]) -> list[dict]:
             if needed not in curve:
                 raise RunFileError(f"{f}: every entry of 'layers' needs field {needed!r}")
         if "rank" not in curve:  # rank 1 = lowest TE (SPEC s.6: low TE = least change)
-            curve["rank"] = curve["te"].rank(method="min").astype(int)
+            curve["rank"] = curve["te"].rank(method="min")
+        curve["rank"] = pd.to_numeric(curve["rank"], errors="coerce")  # None: reference or infeasible layer
         found.append({**{k: v for k, v in record.items() if k != "layers"}, "curve": curve.sort_values("layer"),
                       "file": str(f)})
     return found

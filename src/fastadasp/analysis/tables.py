@@ -68,9 +68,9 @@ DEFAULT_ROWS = (
     RowSpec("Random Evict", "random_evict"),
     RowSpec("A-ToMe", "atome"),
     RowSpec("FastV", "fastv"),
-    RowSpec("FastAdaSP-Dense decay", "fastadasp_dense", {"schedule": "decay"}),
-    RowSpec("FastAdaSP-Dense constant", "fastadasp_dense", {"schedule": "constant"}),
-    RowSpec("FastAdaSP-Sparse", "fastadasp_sparse"),
+    RowSpec("FastAdaSP-Dense decay", "fastadasp_dense", {"schedule": "decay", "weighted": True}),
+    RowSpec("FastAdaSP-Dense constant", "fastadasp_dense", {"schedule": "constant", "weighted": True}),
+    RowSpec("FastAdaSP-Sparse", "fastadasp_sparse", {"weighted": True}),
 )
 
 
@@ -81,12 +81,13 @@ def _num(x: float, decimals: int = 2) -> str:
     return f"{x:.{decimals}f}"
 
 
-def format_cell(means: list[float], stds: list[float], n: int, decimals: int = 2) -> str:
-    """``2.25`` for one run, ``2.25 ± 0.10 (n=3)`` for several; triples joined by `` / ``."""
+def format_cell(means: list[float | None], stds: list[float | None], n: int, decimals: int = 2) -> str:
+    """``2.25`` for one run, ``2.25 ± 0.10 (n=3)`` for several; triples joined by `` / ``;
+    a component no run could compute (None, e.g. SPICE without Java) shows as missing."""
     if n > 1:
-        body = " / ".join(f"{_num(m, decimals)} ± {_num(s, decimals)}" for m, s in zip(means, stds))
+        body = " / ".join(MISSING if m is None else f"{_num(m, decimals)} ± {_num(s, decimals)}" for m, s in zip(means, stds))
         return f"{body} (n={n})"
-    return " / ".join(_num(m, decimals) for m in means)
+    return " / ".join(MISSING if m is None else _num(m, decimals) for m in means)
 
 
 def _cell_metrics(runs: pd.DataFrame) -> list[str]:
@@ -110,15 +111,16 @@ def _check_one_metric(runs: pd.DataFrame, what: str) -> tuple[str, bool]:
 
 def _aggregate(runs: pd.DataFrame, shown: list[str]) -> dict:
     """Statistics of one cell's runs."""
-    per_metric = [[float(m[name]) for m in runs["metrics"]] for name in shown]
-    series = [pd.Series(v) for v in per_metric]
+    per_metric = [[m.get(name) for m in runs["metrics"]] for name in shown]
+    series = [None if any(v is None for v in vals) else pd.Series(vals, dtype=float) for vals in per_metric]
     n = len(runs)
     realised = runs["flops_realized"].astype(float)
     seeds = sorted({int(s) if float(s).is_integer() else s for s in runs["seed"]
                     if s is not None and not (isinstance(s, float) and math.isnan(s))})
     return {
         "mean": float(pd.Series(runs["value"].astype(float)).mean()),
-        "text": format_cell([s.mean() for s in series], [s.std(ddof=1) if n > 1 else 0.0 for s in series], n),
+        "text": format_cell([None if s is None else s.mean() for s in series],
+                            [None if s is None else (s.std(ddof=1) if n > 1 else 0.0) for s in series], n),
         "n": n,
         "seeds": seeds,
         "realised_min": realised.min(),
@@ -136,45 +138,49 @@ def _setting(settings: dict, key: str) -> Any:
     return settings.get(key)
 
 
-def _matches(spec: RowSpec, method: str, settings: dict) -> bool:
-    return spec.method == method and all(_setting(settings, k) == v for k, v in spec.settings.items())
+def _closest_spec(method: str, settings: dict, specs: list[RowSpec]) -> tuple[int, RowSpec, list[str]]:
+    """The spec of ``method`` whose settings agree most with the run's (an exact match
+    first), its position, and the setting keys in which the run differs from it. Methods
+    without a spec in ``specs`` fall back to :data:`DEFAULT_ROWS`, placed after them; unknown
+    methods come last."""
+    candidates = [(i, s) for i, s in enumerate(specs) if s.method == method] or \
+        [(len(specs) + i, s) for i, s in enumerate(DEFAULT_ROWS) if s.method == method] or \
+        [(2000, RowSpec(METHOD_LABELS.get(method, method), method))]
+
+    def differing(spec: RowSpec) -> list[str]:
+        return [k for k, v in spec.settings.items() if _setting(settings, k) != v]
+
+    order, spec = min(candidates, key=lambda c: (len(differing(c[1])), c[0]))
+    return order, spec, differing(spec)
 
 
 def _row_labels(variants: pd.DataFrame, specs: Iterable[RowSpec]) -> dict[tuple, tuple[int, str]]:
-    """(method, settings_key) -> (order, label). Variants sharing a label get the settings
-    that tell them apart; a variant that matches no spec gets its default label and the
-    settings that differ from the spec of its method."""
+    """(method, settings_key) -> (order, label). A run takes the label of the spec it matches;
+    one that matches none takes the closest spec's label plus the settings that differ
+    (e.g. "FastAdaSP-Dense constant (weighted=False)"), placed after the exact rows; runs
+    sharing a label get the settings that tell them apart (e.g. "(start_layer=2)")."""
     specs = list(specs)
-    assigned: dict[tuple, tuple[int, RowSpec, bool]] = {}
+    placed: dict[tuple, tuple[int, RowSpec, list[str]]] = {}
+    settings_of: dict[tuple, dict] = {}
     for method, key, settings in variants[["method", "settings_key", "settings"]].itertuples(index=False):
-        hit = next((i for i, s in enumerate(specs) if _matches(s, method, settings)), None)
-        if hit is not None:
-            assigned[(method, key)] = (hit, specs[hit], True)
-            continue
-        default = next((s for s in DEFAULT_ROWS if _matches(s, method, settings)), RowSpec(METHOD_LABELS.get(method, method), method))
-        assigned[(method, key)] = (len(specs) + [s.method for s in DEFAULT_ROWS].index(method)
-                                   if method in [s.method for s in DEFAULT_ROWS] else len(specs) + 99, default, False)
-    labels: dict[tuple, tuple[int, str]] = {}
+        order, spec, differ = _closest_spec(method, settings, specs)
+        placed[(method, key)] = (order + (1000 if differ else 0), spec, differ)
+        settings_of[(method, key)] = settings
     by_label: dict[str, list[tuple]] = {}
-    for row_key, (_, spec, _) in assigned.items():
-        by_label.setdefault(spec.label, []).append(row_key)
-    settings_of = {(m, k): s for m, k, s in variants[["method", "settings_key", "settings"]].itertuples(index=False)}
-    for label, keys in by_label.items():
+    for row_key, (_, spec, differ) in placed.items():
+        by_label.setdefault(spec.label + repr(differ), []).append(row_key)
+    labels: dict[tuple, tuple[int, str]] = {}
+    for keys in by_label.values():
         all_keys = sorted({k for rk in keys for k in settings_of[rk]})
         varying = [k for k in all_keys if len({repr(settings_of[rk].get(k)) for rk in keys}) > 1]
         for rk in keys:
-            order, spec, matched = assigned[rk]
+            order, spec, differ = placed[rk]
             settings = settings_of[rk]
-            differing = [k for k in spec_mismatch_keys(rk[0], settings, specs)] if not matched else []
-            shown = [k for k in all_keys if (k in varying or k in differing) and k not in spec.settings]
-            suffix = ", ".join(f"{k}={settings.get(k)}" for k in shown)
-            labels[rk] = (order, f"{label} ({suffix})" if suffix else label)
+            shown = [(k, _setting(settings, k)) for k in differ]
+            shown += [(k, settings.get(k)) for k in varying if k not in spec.settings and k not in differ]
+            suffix = ", ".join(f"{k}={v}" for k, v in shown)
+            labels[rk] = (order, f"{spec.label} ({suffix})" if suffix else spec.label)
     return labels
-
-
-def spec_mismatch_keys(method: str, settings: dict, specs: list[RowSpec]) -> list[str]:
-    """Settings in which a run differs from every spec of its method (why it matched none)."""
-    return sorted({k for s in specs if s.method == method for k, v in s.settings.items() if _setting(settings, k) != v})
 
 
 def _budget_label(target: float) -> str:
@@ -459,8 +465,10 @@ def _paper_layout_tables(runs: pd.DataFrame) -> list[Table]:
 
 
 def _te_for(te_files: list[dict], identity: dict) -> dict | None:
+    """The first TE file of this model and task (calibration data is a held-out split, so the
+    dataset is not matched); a file that does not name its model or task matches any."""
     for te in te_files:
-        if all(te.get(k) in (None, identity[k]) for k in ("model", "task", "dataset")):
+        if all(te.get(k) in (None, identity[k]) for k in ("model", "task")):
             return te
     return None
 
@@ -487,7 +495,8 @@ def _layer_tables(runs: pd.DataFrame, te_files: list[dict]) -> list[Table]:
         layer_of = {r: int(re.match(r"Layer (\d+)", r).group(1)) for r in cells.index}
         te_vals = te["curve"].set_index("layer") if te else None
         te_col = [f"{te_vals.loc[layer_of[r], 'te']:.4g}" if te and layer_of[r] in te_vals.index else MISSING for r in cells.index]
-        rank_col = [str(int(te_vals.loc[layer_of[r], "rank"])) if te and layer_of[r] in te_vals.index else MISSING
+        rank_col = [str(int(te_vals.loc[layer_of[r], "rank"]))
+                    if te and layer_of[r] in te_vals.index and not pd.isna(te_vals.loc[layer_of[r], "rank"]) else MISSING
                     for r in cells.index]
         cells.insert(0, "TE rank", rank_col)
         cells.insert(0, "TE", te_col)
@@ -548,8 +557,10 @@ def _long_audio_tables(bench: pd.DataFrame) -> list[Table]:
             if method != "none" and not math.isnan(thr) and full and not math.isnan(full):
                 thr_text += f" ({thr / full:.2f}x)"
             kv_text, kv = stat("kv_bytes", 1 / 2**20)
-            kv_ratio = (runs["kv_bytes"].astype(float) / runs["kv_bytes_full"].astype(float)).mean() \
-                if {"kv_bytes", "kv_bytes_full"} <= set(runs) else math.nan
+            kv_ratio = math.nan
+            if {"kv_bytes", "kv_bytes_full"} <= set(runs):
+                full_kv = runs["kv_bytes_full"].astype(float)
+                kv_ratio = (runs["kv_bytes"].astype(float) / full_kv.where(full_kv > 0)).mean()
             cols = {
                 "Method": (METHOD_LABELS.get(method, method) if method != "none" else "Full Token", math.nan),
                 "Beam": (str(beam), beam), "Audio (s)": (f"{audio:g}", audio),
@@ -585,7 +596,9 @@ def build_tables(runs: pd.DataFrame, benchmarks: pd.DataFrame | None = None,
                  te_files: list[dict] | None = None, include_paper: bool = True) -> list[Table]:
     """All tables: one per (model, task, dataset, budget model); the paper's multi-task layouts
     (WavLLM 1-2, talk 8-10) per (model, budget model); layer selection (talk 6); long audio
-    (talk 12); and, with ``include_paper``, the paper's tables on their own."""
+    (talk 12); and, with ``include_paper``, the paper's tables on their own. Runs of a single
+    shard (``shard`` set) are left out: merge them with ``python -m fastadasp.merge`` first."""
+    runs = runs[runs["shard"].isna()]  # a shard alone is a partial evaluation: merge shards first
     tables = _generic_tables(runs) + _paper_layout_tables(runs) + _layer_tables(runs, te_files or [])
     tables += _long_audio_tables(benchmarks if benchmarks is not None else pd.DataFrame())
     if include_paper:
