@@ -333,6 +333,11 @@ def test_wandb_offline_run_holds_the_tables(tmp_path, monkeypatch):
     assert content["columns"][0] == "method" and "full" in content["columns"]
     assert ["Full-token baseline", "5.00", "", "", "", "", ""] in content["data"]
     assert len(list((folder / "files" / "media" / "images").rglob("*.png"))) == 1
+    # make_tables --wandb writes the run under its output folder: later collections skip it
+    from fastadasp.analysis.runs import find_files
+
+    assert not [f for f in find_files([tmp_path], "*.json") if "wandb" in f.parts]
+    assert len(find_files([tmp_path], "*.json")) == 1 + 1 + 18  # benchmark, TE, metrics.json files
 
 
 def test_single_shards_are_left_out_and_merged_runs_kept(tmp_path):

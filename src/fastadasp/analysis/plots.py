@@ -33,7 +33,7 @@ def plot_metric_vs_flops(table: Table, out_dir: str | Path) -> Path:
     if points is None or points.empty:
         raise ValueError(f"table {table.name} has no cells to plot")
     metric, higher = table.meta["metric"], table.meta["higher_is_better"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(9.0, 4.2))
     base = points[points["method"] == "none"]
     if not base.empty:
         ax.axhline(base["value_mean"].mean(), color="grey", linestyle="--", label="Full-token baseline")
@@ -45,7 +45,7 @@ def plot_metric_vs_flops(table: Table, out_dir: str | Path) -> Path:
     ax.set_ylabel(f"{metric} ({'higher' if higher else 'lower'} is better)")
     ax.set_title(table.title, fontsize=8, wrap=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, Path(out_dir) / f"{table.name}.png")
 
 

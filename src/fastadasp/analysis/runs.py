@@ -67,13 +67,15 @@ def higher_is_better_for(metric: str) -> bool:
 
 def find_files(paths: Iterable[str | Path], pattern: str) -> list[Path]:
     """Files matching ``pattern`` under every path (recursively); a path may be the file itself.
-    Each file once, even when folders overlap."""
+    Each file once, even when folders overlap. W&B run folders (``wandb/``) are not searched:
+    they hold copies of logged tables, not results."""
     seen: dict[Path, None] = {}
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
-        found = [path] if path.is_file() else sorted(path.rglob(pattern))
+        found = [path] if path.is_file() else sorted(
+            f for f in path.rglob(pattern) if "wandb" not in f.relative_to(path).parts[:-1])
         for f in found:
             if f.is_file() and f.match(pattern):
                 seen.setdefault(f.resolve(), None)

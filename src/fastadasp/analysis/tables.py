@@ -180,6 +180,10 @@ def _row_labels(variants: pd.DataFrame, specs: Iterable[RowSpec]) -> dict[tuple,
             shown += [(k, settings.get(k)) for k in varying if k not in spec.settings and k not in differ]
             suffix = ", ".join(f"{k}={v}" for k, v in shown)
             labels[rk] = (order, f"{spec.label} ({suffix})" if suffix else spec.label)
+    names = [label for _, label in labels.values()]
+    for rk, (order, label) in list(labels.items()):
+        if names.count(label) > 1:  # should not happen; never let two settings share a row silently
+            labels[rk] = (order, f"{label} [{', '.join(f'{k}={v}' for k, v in sorted(settings_of[rk].items()))}]")
     return labels
 
 
