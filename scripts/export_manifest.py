@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hydra.utils import instantiate
+from fastadasp.data.dataset import load_dataset
 from omegaconf import OmegaConf
 
 from fastadasp.data.manifest import write_manifest
@@ -30,7 +30,7 @@ def load_samples(name: str, overrides: list[str], limit: int | None, data_root: 
     cfg = OmegaConf.create({"limit": limit, "data_root": data_root, "dataset": OmegaConf.load(path)})
     dotlist = [o if o.startswith("dataset.") else f"dataset.{o}" for o in overrides]
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
-    return instantiate(cfg.dataset)
+    return load_dataset(cfg.dataset)[0]
 
 
 def main(argv: list[str] | None = None) -> None:

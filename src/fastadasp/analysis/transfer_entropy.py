@@ -357,10 +357,12 @@ def _evaluation_samples(node: Any) -> list[Sample] | None:
     manifest path, or nothing. Always the whole set (no limit)."""
     node = _plain(node) or {}
     if node.get("_target_"):
-        node = {k: v for k, v in node.items() if k != "name" and not (k == "path" and v is None)}
+        from ..data.dataset import load_dataset
+
+        node = {k: v for k, v in node.items() if not (k == "path" and v is None)}
         if "limit" in node:
             node["limit"] = None
-        return list(_instantiate(node))
+        return load_dataset(node)[0]
     if node.get("path"):
         from ..data.manifest import load_manifest
 
@@ -397,9 +399,10 @@ def main(cfg: Any, log: Callable[[str], None] = print) -> dict:
     if not 0 < cfg.ratio < 1:
         raise ValueError(f"ratio must be in (0, 1), got {cfg.ratio}")
     start = time.perf_counter()
-    dataset_node = _plain(cfg.dataset)
-    dataset_name = dataset_node.pop("name", None) or _choice("dataset")
-    samples = list(_instantiate(dataset_node))
+    from ..data.dataset import load_dataset
+
+    samples, dataset_info = load_dataset(cfg.dataset, default_name=_choice("dataset"))
+    dataset_name = dataset_info["name"]
     if not samples:
         raise ValueError(f"the calibration dataset {dataset_name!r} has no samples")
     evaluation = _evaluation_samples(cfg.get("eval_dataset"))
@@ -430,7 +433,7 @@ def main(cfg: Any, log: Callable[[str], None] = print) -> dict:
     selected, how = select_layer(curve, rule["name"], int(rule["min_layer"]))
     from ..run_folder import dataset_fingerprint
 
-    dataset = {k: v for k, v in dataset_node.items() if k in ("path", "root", "split")}
+    dataset = {k: v for k, v in dataset_info.items() if k in ("path", "root", "split")}
     record = {
         "model": model.name,
         "model_family": model.family,

@@ -1,7 +1,7 @@
 """Instantiate a dataset config node into samples plus its identity.
 
 Dataset configs (``configs/dataset/*.yaml``) are a loader ``_target_`` and its
-arguments, plus an optional ``name`` (meta, not passed to the loader), so a
+arguments, plus an optional ``corpus`` name (meta, not passed to the loader), so a
 run records which corpus it read even when the task chose it by default.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["load_dataset", "META_KEYS"]
 
 #: keys of a dataset node that describe it and are not loader arguments
-META_KEYS = ("name",)
+META_KEYS = ("corpus",)
 
 
 def load_dataset(node: Any, default_name: str | None = None) -> tuple[list, dict[str, Any]]:
@@ -23,12 +23,15 @@ def load_dataset(node: Any, default_name: str | None = None) -> tuple[list, dict
     from omegaconf import OmegaConf
 
     plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
-    name = plain.pop("name", None) or default_name
+    name = plain.pop("corpus", None) or default_name
     try:
         samples = instantiate(plain)
     except InstantiationException as exc:  # show the loader's own error (file, line, column)
         if isinstance(exc.__cause__, (ValueError, FileNotFoundError, RuntimeError, TypeError)):
             raise exc.__cause__ from exc
         raise
-    info = {"name": name, **{k: v for k, v in plain.items() if k not in ("_target_", "limit")}}
+    args = {k: v for k, v in plain.items() if k not in ("_target_", "_convert_", "limit")}
+    if "name" in args:  # a loader argument called name (hf: the hub dataset's name)
+        args["loader_name"] = args.pop("name")
+    info = {**args, "name": name}
     return list(samples), info
