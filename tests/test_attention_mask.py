@@ -166,3 +166,78 @@ def test_whisper_encoder_reduces_a_padded_batch_like_each_sample_alone(tiny_whis
         n = int(kept[1].sum())
         assert n == alone.shape[1] < short
         assert torch.allclose(batched[1][kept[1]], alone[0], atol=1e-4)
+
+
+# -- the deferred received mass (fused kernel + log-sum-exp, grouped keys only) ---------
+@pytest.mark.parametrize("shape", [None, "broadcast", "full-causal", "causal"])
+def test_deferred_received_equals_the_full_probe_at_any_columns(shape):
+    from fastadasp.engine.attention import attention_with_lse
+
+    torch.manual_seed(5)
+    b, h, hkv, hd = 2, 4, 2, 8
+    q, k, v = torch.randn(b, h, T, hd), torch.randn(b, hkv, T, hd), torch.randn(b, hkv, T, hd)
+    valid = padding([T, T - 70], T)
+    causal = shape == "causal"
+    allowed = None if shape in (None, "causal") else valid[:, None, None, :]
+    if shape == "full-causal":
+        allowed = allowed & torch.ones(T, T, dtype=torch.bool).tril()
+        allowed |= torch.eye(T, dtype=torch.bool)
+    query_valid = None if allowed is None else valid
+    out, received = attention_with_received(q, k, v, allowed, 0.4, causal, query_valid,
+                                            causal_keys=shape == "full-causal")
+    out_lse, deferred = attention_with_lse(q, k, v, allowed, 0.4, causal or shape == "full-causal", query_valid)
+    rows = valid if query_valid is not None else torch.ones_like(valid)
+    assert torch.allclose(out_lse[rows], out[rows], atol=1e-5)
+    columns = torch.stack([torch.randperm(T)[:90].sort().values, torch.randperm(T)[:90].sort().values])
+    columns[1, 80:] = T  # fillers
+    mass = deferred.at(columns)
+    expected = received.gather(1, columns.clamp_max(T - 1)).masked_fill(columns >= T, 0)
+    assert torch.allclose(mass, expected, rtol=1e-4, atol=1e-4)
+
+
+def _compare_deferred(red, run):
+    """Run with the deferred received mass (the default on CPU) and with the full probe."""
+    assert red._defer
+    deferred = run(red)
+    red._defer = False
+    full = run(red)
+    return deferred, full
+
+
+def test_deferred_weights_give_the_same_whisper_encoder(tiny_whisper, features):
+    from fastadasp.models.whisper import encode_whisper
+
+    spec = whisper_stack_spec(tiny_whisper.config)
+    for method in (FastAdaSPDense("constant"), FastAdaSPDense("decay")):
+        red = TokenReducer(tiny_whisper.model.encoder.layers, WHISPER_ENCODER_LAYOUT, method, spec, Budget(0.5))
+
+        def run(r):
+            with r:
+                return encode_whisper(tiny_whisper, features, r)
+
+        (a, va, ra, ta), (b, vb, rb, tb) = _compare_deferred(red, run)
+        assert ta == tb and ra == rb and torch.equal(va, vb)
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_deferred_weights_give_the_same_speech_lm_prefill():
+    import numpy as np
+
+    from fastadasp.models.qwen2_audio import Qwen2AudioModel
+    from fastadasp.reduction import FastAdaSPSparse, RandomMerge
+
+    lm = Qwen2AudioModel("tiny:qwen2_audio")
+    prompt = "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe the audio."
+    rng = np.random.default_rng(0)
+    audios = [rng.normal(0, 0.1, int(s * 16000)).astype("float32") for s in (2.0, 3.1)]  # padded batch
+    inputs, segments = lm.prepare(audios, prompt)
+    for method in (FastAdaSPDense("constant"), FastAdaSPSparse(layer=1), RandomMerge(layer=1, seed=2)):
+        red = lm.reducer(method, Budget(0.4))
+
+        def run(r):
+            with torch.inference_mode(), r, r.forward_state(segments, inputs["attention_mask"], ["a", "b"]) as state:
+                return lm.model(**inputs).logits[:, -1], torch.stack(state.tokens, 1)
+
+        (a, ta), (b, tb) = _compare_deferred(red, run)
+        assert torch.equal(ta, tb)
+        assert torch.allclose(a, b, atol=1e-4)

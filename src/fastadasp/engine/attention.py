@@ -21,7 +21,14 @@ from torch import Tensor, nn
 from transformers import AttentionInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-__all__ = ["AttentionProbe", "probed_attention", "attention_with_received", "PROBE_IMPLEMENTATION"]
+__all__ = [
+    "AttentionProbe",
+    "DeferredReceived",
+    "probed_attention",
+    "attention_with_received",
+    "attention_with_lse",
+    "PROBE_IMPLEMENTATION",
+]
 
 PROBE_IMPLEMENTATION = "fastadasp"
 _PROBE_ATTR = "_fastadasp_probe"
@@ -41,16 +48,21 @@ class AttentionProbe:
     want_keys: bool = False
     want_received: bool = False
     per_head: bool = False
+    defer: bool = False  # the received mass may come later, at chosen keys only
     query_valid: Tensor | None = None  # (B, Tq) bool, padded queries excluded from the sums
     keys: Tensor | None = None  # (B, Tk, Hkv * hd), post-RoPE
-    received: Tensor | None = None  # (B, Tk) float32
+    received: "Tensor | DeferredReceived | None" = None  # (B, Tk) float32, or what computes it later
     _saved_config: object = field(default=None, repr=False)
 
-    def arm(self, want_keys: bool, want_received: bool, query_valid: Tensor | None, per_head: bool = False) -> None:
+    def arm(
+        self, want_keys: bool, want_received: bool, query_valid: Tensor | None, per_head: bool = False,
+        defer: bool = False,
+    ) -> None:
         self.armed, self.want_keys, self.want_received, self.per_head = True, want_keys, want_received, per_head
+        self.defer = defer and not per_head
         self.query_valid, self.keys, self.received = query_valid, None, None
 
-    def disarm(self) -> tuple[Tensor | None, Tensor | None]:
+    def disarm(self) -> "tuple[Tensor | None, Tensor | DeferredReceived | None]":
         keys, received = self.keys, self.received
         self.armed, self.query_valid, self.keys, self.received = False, None, None, None
         return keys, received
@@ -116,6 +128,96 @@ def attention_with_received(
     return out.view(b, h, tq, hd).transpose(1, 2).contiguous(), received
 
 
+@dataclass
+class DeferredReceived:
+    """The received mass of one attention call, computed on demand for some keys.
+
+    Merge weights only matter inside merge groups (a singleton's weight
+    cancels), and the groups follow from the keys alone. So the attention runs
+    as one fused kernel that also returns each query's log-sum-exp, and the
+    mass key ``j`` receives, ``sum_i exp(q_i . k_j - lse_i)`` over heads and
+    valid queries, is computed afterwards for the grouped keys only: about a
+    half-size ``QK^T`` instead of the chunked exact softmax over every key.
+    """
+
+    query: Tensor  # (B, H, T, hd), already scaled
+    key: Tensor  # (B, Hkv, T, hd)
+    lse: Tensor  # (B, H, T) float32, +inf on excluded (padded) queries
+    mask: Tensor | None  # grouped as by _group_heads, (B, Hkv|1, g|1, T|1, T)
+    per_row: bool
+    causal: bool
+
+    def at(self, columns: Tensor) -> Tensor:
+        """Received mass ``(B, m)`` of keys ``columns (B, m)``, ascending per
+        row; entries ``>= T`` are fillers and get 0."""
+        b, h, t, hd = self.query.shape
+        hkv = self.key.shape[1]
+        g = h // hkv
+        m = columns.shape[1]
+        cols = columns.clamp_max(t - 1)
+        kc = self.key.gather(2, cols[:, None, :, None].expand(b, hkv, m, hd)).unsqueeze(2).transpose(-1, -2)
+        q = self.query.view(b, hkv, g, t, hd)
+        lse = self.lse.view(b, hkv, g, t)
+        device = q.device.type if q.device.type in CHUNK_BYTES else "default"
+        chunk = max(CHUNK_ROWS[device][0], CHUNK_BYTES[device] // max(1, 4 * b * h * m))
+        received = torch.zeros(b, m, dtype=torch.float32, device=q.device)
+        ends = list(range(min(chunk, t), t, chunk)) + [t]
+        # causal: keys after a chunk's last query receive nothing from it; the
+        # columns are ascending, so each chunk needs only a prefix of them
+        widths = (torch.searchsorted(columns, torch.tensor(ends, device=columns.device)[None].expand(b, -1).contiguous())
+                  .max(0).values.tolist() if self.causal else [m] * len(ends))
+        s = 0
+        for e, w in zip(ends, widths):
+            if w > 0:
+                scores = torch.matmul(q[:, :, :, s:e], kc[..., :w]).float()  # (B, Hkv, g, c, w)
+                if self.mask is not None:
+                    rows = self.mask[..., s:e, :] if self.per_row else self.mask
+                    idx = cols[:, None, None, None, :w].expand(b, *rows.shape[1:4], w)
+                    m_cols = rows.expand(b, *rows.shape[1:]).gather(4, idx)
+                    scores = scores.masked_fill(~m_cols, float("-inf")) if m_cols.dtype == torch.bool else scores + m_cols
+                if self.causal:
+                    q_pos = torch.arange(s, e, device=q.device)[:, None]
+                    scores = scores.masked_fill(cols[:, None, None, None, :w] > q_pos, float("-inf"))
+                p = (scores - lse[:, :, :, s:e, None]).exp_()
+                received[:, :w] += p.sum(dim=(1, 2, 3))
+            s = e
+        return received.masked_fill(columns >= t, 0.0)
+
+
+def attention_with_lse(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    scaling: float,
+    is_causal: bool,
+    query_valid: Tensor | None = None,
+) -> tuple[Tensor, DeferredReceived]:
+    """Exact attention through the CPU's fused kernel (the one SDPA runs),
+    which also returns the log-sum-exp; received mass deferred. Same
+    arguments and output layout as :func:`attention_with_received`."""
+    b, h, tq, hd = query.shape
+    hkv = key.shape[1]
+    k, v = (key, value) if hkv == h else (key.repeat_interleave(h // hkv, 1), value.repeat_interleave(h // hkv, 1))
+    kernel_mask = attention_mask
+    if kernel_mask is not None and kernel_mask.dtype == torch.bool:
+        kernel_mask = torch.zeros(kernel_mask.shape, dtype=query.dtype, device=query.device).masked_fill_(
+            ~kernel_mask, float("-inf"))
+    elif kernel_mask is not None:
+        kernel_mask = kernel_mask.to(query.dtype)
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, k, v, 0.0, is_causal and kernel_mask is None, attn_mask=kernel_mask, scale=scaling
+    )
+    if attention_mask is not None:
+        out = out.nan_to_num_(0.0)
+    lse = lse.float()
+    if query_valid is not None:
+        lse = lse.masked_fill(~query_valid[:, None, :], float("inf"))
+    mask, per_row = _group_heads(attention_mask, hkv, h // hkv) if attention_mask is not None else (None, False)
+    deferred = DeferredReceived(query * scaling, key, lse, mask, per_row, is_causal)
+    return out.transpose(1, 2).contiguous(), deferred
+
+
 def _group_heads(mask: Tensor, hkv: int, g: int) -> tuple[Tensor, bool]:
     """A mask broadcastable to ``(B, H, Tq, Tk)`` -> ``(B, Hkv|1, g|1, Tq|1, Tk)``
     for grouped scores, and whether it has a row per query. A broadcast
@@ -163,6 +265,11 @@ def probed_attention(
     per_query_mask = attention_mask is None or attention_mask.shape[-2] > 1
     causal_keys = bool(getattr(module, "is_causal", False)) and query.shape[2] == key.shape[2] and per_query_mask
     is_causal = bool(is_causal) and attention_mask is None and query.shape[2] > 1
+    if probe.defer and query.device.type == "cpu" and query.shape[2] == key.shape[2]:
+        out, probe.received = attention_with_lse(
+            query, key, value, attention_mask, scale, is_causal or causal_keys, probe.query_valid
+        )
+        return out, None
     out, probe.received = attention_with_received(
         query, key, value, attention_mask, scale, is_causal, probe.query_valid, probe.per_head, causal_keys
     )

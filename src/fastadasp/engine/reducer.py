@@ -42,8 +42,8 @@ from ..reduction import (
     solve_ratio,
     solve_ratio_flops,
 )
-from ..reduction.ops import segment_lengths
-from .attention import AttentionProbe, install_probe, remove_probe
+from ..reduction.ops import Reduction, segment_lengths
+from .attention import AttentionProbe, DeferredReceived, install_probe, remove_probe
 from .policies import BidirectionalPolicy, CausalPolicy
 from .state import ReductionState
 
@@ -127,6 +127,22 @@ class CostReport:
         return 1.0 - self.kv_bytes / self.kv_bytes_full if self.kv_bytes_full else 0.0
 
 
+def group_weights(received: DeferredReceived, red: Reduction) -> Tensor:
+    """Merge weights ``(B, T)``: the received mass of tokens in groups of two
+    or more; 1 elsewhere (a singleton's weight cancels: ``w / w == 1``)."""
+    b, t = red.dest.shape
+    grouped = red.group_sizes.gather(1, red.dest.clamp_max(red.num_out - 1)) > 1
+    grouped &= red.dest < red.num_out
+    count = grouped.sum(1)
+    m = int(count.max())  # host sync; the deferred path runs on CPU only
+    order = torch.argsort((~grouped).to(torch.uint8), dim=1, stable=True)[:, :m]  # grouped first, ascending
+    filler = torch.arange(m, device=order.device)[None] >= count[:, None]
+    columns = order.masked_fill(filler, t)
+    mass = received.at(columns)
+    weights = torch.ones(b, t + 1, dtype=mass.dtype, device=mass.device)
+    return weights.scatter_(1, columns, mass.masked_fill(filler, 1.0))[:, :t]
+
+
 class TokenReducer:
     """Context manager that applies ``method`` under ``budget`` to ``blocks``."""
 
@@ -149,6 +165,8 @@ class TokenReducer:
         self.seed = getattr(method, "seed", 0)  # random methods draw per sample from it
         self.reducing = set(method.reducing_layers(spec.num_layers)) if budget.flops > 0 else set()
         self.profile, self.machinery_s = profile, 0.0
+        #: merge weights needed only inside groups: the probe may defer the received mass
+        self._defer = bool(method.needs_attention and method.weights_from_attention)
         self.state: ReductionState | None = None
         self._probes: dict[int, AttentionProbe] = {}
         self._installed = False
@@ -304,7 +322,7 @@ class TokenReducer:
     def _arm(self, index: int, state: ReductionState, per_head: bool = False) -> AttentionProbe:
         probe = self._probes[index]
         query_valid = None if bool(state.valid.all()) else state.valid
-        probe.arm(self.method.needs_keys, self.method.needs_attention, query_valid, per_head)
+        probe.arm(self.method.needs_keys, self.method.needs_attention, query_valid, per_head, self._defer)
         return probe
 
     def _inputs(self, index: int, state: ReductionState, keys: Tensor | None, received: Tensor | None) -> LayerInputs:
@@ -327,7 +345,10 @@ class TokenReducer:
             keys, received = probe.disarm()
         self._check_probe(index, keys, received)
         tick = self._clock()
-        red, weights = self.method.select(self._inputs(index, state, keys, received))
+        deferred = isinstance(received, DeferredReceived)
+        red, weights = self.method.select(self._inputs(index, state, keys, None if deferred else received))
+        if deferred:
+            weights = group_weights(received, red)
         x = red.apply(x, weights)
         if state.last_position is None:
             state.last_position = state.positions.masked_fill(~state.valid, -1).max(dim=1).values

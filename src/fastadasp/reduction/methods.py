@@ -107,6 +107,10 @@ class ReductionMethod:
     schedule: str = "single"
     needs_keys: bool = False
     needs_attention: bool = False
+    #: the received attention serves only as merge weights, never to choose
+    #: tokens: ``select`` then also works with ``attention=None`` (returning
+    #: weights ``None``), and the engine may compute the mass of grouped tokens only
+    weights_from_attention: bool = False
     #: first (or only) reducing layer; the budget solver assumes ``floor(n * r)``
     #: removals per span at every reducing layer
     start_layer: int = 0
@@ -175,6 +179,10 @@ class FastAdaSPDense(ReductionMethod):
         self.schedule, self.start_layer, self.weighted = schedule, start_layer, weighted
         self.needs_attention = weighted
 
+    @property
+    def weights_from_attention(self) -> bool:
+        return self.weighted
+
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         return _merge_pairs(x, adjacent_similarity(x.keys), self.weighted)
 
@@ -219,6 +227,10 @@ class FastAdaSPSparse(ReductionMethod):
         if self._te_file:  # an int layer keeps its old settings (resume keys of earlier runs)
             settings |= {"layer": self.start_layer, "te_file": self._te_file, "te_file_sha256": self._te_sha256}
         return settings
+
+    @property
+    def weights_from_attention(self) -> bool:
+        return self.weighted
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         return _merge_pairs(x, adjacent_similarity(x.keys), self.weighted)
@@ -292,6 +304,7 @@ class RandomMerge(ReductionMethod):
 
     name = "random_merge"
     needs_attention = True
+    weights_from_attention = True
 
     def __init__(self, layer: int = 9, seed: int = 0):
         self.start_layer, self.seed = layer, seed
