@@ -144,7 +144,8 @@ def _run_row(path: Path, record: dict) -> dict:
         "dataset_fingerprint": data["fingerprint"],
         "limit": record.get("limit"),
         # a shard of a larger run (merged runs record index None): not a complete evaluation
-        "shard": f"{shard['index']}/{shard['count']}" if shard.get("index") is not None and shard.get("count", 1) > 1 else None,
+        "shard": f"{shard['index']}/{shard['count']}"
+        if shard.get("index") is not None and shard.get("count", 1) > 1 else None,
         "method": str(record["method"]),
         "schedule": settings.get("schedule"),
         "weighted": settings.get("weighted"),

@@ -85,7 +85,8 @@ def format_cell(means: list[float | None], stds: list[float | None], n: int, dec
     """``2.25`` for one run, ``2.25 ± 0.10 (n=3)`` for several; triples joined by `` / ``;
     a component no run could compute (None, e.g. SPICE without Java) shows as missing."""
     if n > 1:
-        body = " / ".join(MISSING if m is None else f"{_num(m, decimals)} ± {_num(s, decimals)}" for m, s in zip(means, stds))
+        body = " / ".join(MISSING if m is None else f"{_num(m, decimals)} ± {_num(s, decimals)}"
+                          for m, s in zip(means, stds))
         return f"{body} (n={n})"
     return " / ".join(MISSING if m is None else _num(m, decimals) for m in means)
 
@@ -239,7 +240,8 @@ def _method_matrix(groups: list[_ColumnGroup], specs: Iterable[RowSpec], budgets
                     "flops_realized": f"{agg['realised_min']:.4f}-{agg['realised_max']:.4f}",
                     "run_dirs": ", ".join(_short(d) for d in agg["run_dirs"]),
                     # numeric, for plots
-                    "method": method, "realised_mean": realised.mean(), "realised_std": realised.std(ddof=1) if len(runs) > 1 else 0.0,
+                    "method": method,
+                    "realised_mean": realised.mean(), "realised_std": realised.std(ddof=1) if len(runs) > 1 else 0.0,
                     "value_mean": scores.mean(), "value_std": scores.std(ddof=1) if len(runs) > 1 else 0.0,
                 })
         _mark_best(text, value, row_names, reduced_cols, g.higher)
@@ -289,7 +291,8 @@ def _provenance_lines(runs: pd.DataFrame, budget_model: str | None) -> list[str]
     realised = runs.loc[runs["flops_target"] > 0, "flops_realized"].astype(float)
     lines = [
         f"model: {distinct('model')}",
-        "dataset: " + "; ".join(sorted({_dataset_label(r) for _, r in runs.iterrows()})) + f" (fingerprint: {fingerprints})",
+        "dataset: " + "; ".join(sorted({_dataset_label(r) for _, r in runs.iterrows()}))
+        + f" (fingerprint: {fingerprints})",
         f"normaliser (metrics.normalizer): {distinct('normalizer')}",
         f"budget model: {budget_model or distinct('budget_model')}"
         + ("" if budget_model is None else f" (full-token runs recorded under: {distinct('budget_model')})"),
@@ -361,7 +364,8 @@ def _paper_method_table(paper: PaperTable, tasks: Iterable[str] | None = None) -
                 triple = isinstance(v, tuple)
                 text[(label, col)] = format_cell(list(v) if triple else [v], [0.0] * (3 if triple else 1), 1)
                 value[(label, col)] = float(v[0] if triple else v)
-        _mark_best(text, value, [r[0] for r in rows[1:]], [c for c in columns if c[0] == group and c[1] != FULL], higher)
+        reduced = [c for c in columns if c[0] == group and c[1] != FULL]
+        _mark_best(text, value, [r[0] for r in rows[1:]], reduced, higher)
     labels = [r[0] for r in rows]
     if paper.layout == "layers":  # the paper puts the baseline in the caption
         labels = labels[1:]
@@ -448,7 +452,8 @@ def _paper_layout_tables(runs: pd.DataFrame) -> list[Table]:
                 names = " / ".join(_cell_metrics(sub))
                 label = f"{identity['task'].upper()} {_dataset_label(identity)} ({names} {_direction_arrow(higher)})"
                 col_groups.append(_ColumnGroup(label, sub, metric, higher))
-            specs = [RowSpec(METHOD_LABELS["none"], "none")] + [RowSpec(r.label, r.method, r.settings) for r in paper.rows]
+            specs = [RowSpec(METHOD_LABELS["none"], "none")]
+            specs += [RowSpec(r.label, r.method, r.settings) for r in paper.rows]
             m = _method_matrix(col_groups, specs, BUDGETS)
             present = {i["task"] for i, _ in members}
             absent = [t.upper() for t in paper.tasks if t not in present]
@@ -475,6 +480,14 @@ def _te_for(te_files: list[dict], identity: dict) -> dict | None:
     return None
 
 
+def _te_columns(te: dict | None, layers: list[int]) -> pd.DataFrame:
+    """TE and its rank for each layer, NaN where the TE file has none (or there is no file)."""
+    if te is None:
+        return pd.DataFrame({"TE": math.nan, "TE rank": math.nan}, index=layers)
+    curve = te["curve"].set_index("layer")
+    return pd.DataFrame({"TE": curve["te"].astype(float), "TE rank": curve["rank"].astype(float)}).reindex(layers)
+
+
 def _layer_tables(runs: pd.DataFrame, te_files: list[dict]) -> list[Table]:
     """Talk Table 6 layout: FastAdaSP-Sparse per layer, with TE and its rank where known."""
     tables = []
@@ -495,16 +508,11 @@ def _layer_tables(runs: pd.DataFrame, te_files: list[dict]) -> list[Table]:
             cells = pd.concat([cells, extra])
             values = pd.concat([values, pd.DataFrame(math.nan, index=extra.index, columns=values.columns)])
         layer_of = {r: int(re.match(r"Layer (\d+)", r).group(1)) for r in cells.index}
-        te_vals = te["curve"].set_index("layer") if te else None
-        te_col = [f"{te_vals.loc[layer_of[r], 'te']:.4g}" if te and layer_of[r] in te_vals.index else MISSING for r in cells.index]
-        rank_col = [str(int(te_vals.loc[layer_of[r], "rank"]))
-                    if te and layer_of[r] in te_vals.index and not pd.isna(te_vals.loc[layer_of[r], "rank"]) else MISSING
-                    for r in cells.index]
-        cells.insert(0, "TE rank", rank_col)
-        cells.insert(0, "TE", te_col)
-        values.insert(0, "TE rank", [float(x) if x != MISSING else math.nan for x in rank_col])
-        values.insert(0, "TE", [te_vals.loc[layer_of[r], "te"] if te and layer_of[r] in te_vals.index else math.nan
-                                for r in cells.index])
+        te_cols = _te_columns(te, [layer_of[r] for r in cells.index]).set_axis(cells.index)
+        cells.insert(0, "TE rank", te_cols["TE rank"].map(lambda v: MISSING if pd.isna(v) else str(int(v))))
+        cells.insert(0, "TE", te_cols["TE"].map(lambda v: MISSING if pd.isna(v) else f"{v:.4g}"))
+        values.insert(0, "TE rank", te_cols["TE rank"])
+        values.insert(0, "TE", te_cols["TE"])
         selected = te.get("selected_layer") if te else None
         order = sorted(cells.index, key=lambda r: (layer_of[r] == selected, layer_of[r]))
         rename = {r: f"{r} (selected)" for r in cells.index if layer_of[r] == selected}
@@ -514,11 +522,13 @@ def _layer_tables(runs: pd.DataFrame, te_files: list[dict]) -> list[Table]:
         base_text = _aggregate(base, _cell_metrics(base))["text"] if not base.empty else MISSING
         notes = [f"Full-token baseline {metric}: {base_text}."]
         if te:
-            notes.append(f"TE from {_short(te['file'])}; selected layer {selected}; rule: {te.get('rule', 'not recorded')}.")
+            notes.append(f"TE from {_short(te['file'])}; selected layer {selected}; "
+                         f"rule: {te.get('rule', 'not recorded')}.")
         else:
             notes.append("No transfer_entropy.json matches this model/task: TE columns are missing.")
         tables.append(Table(
-            name=_slug("layers", identity["model"], identity["task"], identity["dataset"], identity["dataset_split"], bm),
+            name=_slug("layers", identity["model"], identity["task"], identity["dataset"],
+                       identity["dataset_split"], bm),
             title=f"Talk Table 6 layout (layer selection), ours: FastAdaSP-Sparse on {identity['task'].upper()} "
                   f"{_dataset_label(identity)}, {identity['model']}, budget model '{bm}' ({metric} {_direction_arrow(higher)})",
             kind="layers", cells=cells, values=values, notes=notes,
