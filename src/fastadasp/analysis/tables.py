@@ -8,7 +8,13 @@ How a table is read:
 - the best value of each reduced-budget column is bold, the direction taken
   from the runs' ``higher_is_better`` (else: WER-like lower, all else higher);
 - column ``full`` holds FLOPs target 0; other columns are FLOPs *targets*, the
-  realised FLOPs of each cell are in the provenance under the table.
+  realised FLOPs of each cell are in the provenance under the table;
+- a table the paper also reports is followed by the paper's numbers in the same
+  layout (a second table directly below, "Paper: ..."), then the provenance.
+
+Table kinds: ``methods`` (one per model x task x dataset x budget model), ``paper_layout``
+(WavLLM Tables 1-2, talk Tables 8-10 per model x budget model, tasks as column groups),
+``layers`` (talk Table 6), ``long_audio`` (talk Table 12 / WavLLM Tables 3-4), ``paper``.
 """
 
 from __future__ import annotations
