@@ -242,6 +242,7 @@ def test_long_audio_table_from_benchmark_json(tmp_path):
     assert cells.loc[("1", "FastAdaSP-Dense"), "FLOPs reduction %"] == "48.70"
     assert cells.loc[("1", "FastAdaSP-Dense"), "KV vs full"] == "0.500"
     assert cells.loc[("1", "Full Token"), "Token reduce %"] == "Full Token"
+    assert cells.loc[("1", "FastAdaSP-Dense"), "FLOPs target %"] == "50"
     assert [p.meta["paper_id"] for p in table.paper] == ["talk_table12", "wavllm_table4"]
     a100 = table.paper[0].cells
     assert a100.iloc[-1]["Throughput (tok/s)"] == "5.72 (1.84x)"  # as printed (5.72 / 3.10 = 1.845)
