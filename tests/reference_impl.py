@@ -69,10 +69,18 @@ class Method:
 
 
 # -- small helpers over Python lists -------------------------------------------------
-def top_k(scores: list[float], k: int, largest: bool = True) -> list[int]:
-    """Indices of the ``k`` best scores, ties to the earlier index, ascending."""
+def top_k(scores: list[float], k: int, largest: bool = True, margins: list[float] | None = None) -> list[int]:
+    """Indices of the ``k`` best scores, ties to the earlier index, ascending.
+
+    ``margins`` collects the gap between the last chosen and the first
+    passed-over score (relative to their size): float32 rounding in a
+    different order can only swap choices whose gap is that small."""
     order = sorted(range(len(scores)), key=lambda i: (-scores[i] if largest else scores[i], i))
-    return sorted(order[: max(k, 0)])
+    k = max(k, 0)
+    if margins is not None and 0 < k < len(order):
+        a, b = scores[order[k - 1]], scores[order[k]]
+        margins.append(abs(a - b) / max(1.0, abs(a)))
+    return sorted(order[:k])
 
 
 def cosine(a: Tensor, b: Tensor) -> float:
@@ -131,6 +139,7 @@ def reduce_layer(
     received: Tensor,
     layer: int,
     sample_key: str,
+    margins: list[float] | None = None,
 ) -> tuple[list[list[int]], bool]:
     """The slots (lists of input token indices, in order) a reducing layer
     keeps, and whether their tokens are averaged with attention weights.
@@ -153,20 +162,20 @@ def reduce_layer(
         k = math.floor(n * r)
         sims = [cosine(keys[idx[t]], keys[idx[t + 1]]) for t in range(n - 1)]
         if method.name in ("fastadasp_dense", "fastadasp_sparse"):
-            pairs = top_k(sims, k)
+            pairs = top_k(sims, k, margins=margins)
         elif method.name == "random_merge":
             pairs = top_k([draws[idx[t]] for t in range(n - 1)], k)
         elif method.name == "atome":
-            candidates = top_k(sims, math.floor(n * (r * method.pair_factor)))
+            candidates = top_k(sims, math.floor(n * (r * method.pair_factor)), margins=margins)
             pairs = []
             for t in candidates:  # greedy left to right, no pair shares a token
                 if not pairs or pairs[-1] != t - 1:
                     pairs.append(t)
             if method.cap_to_budget:
-                best = sorted(pairs, key=lambda t: (-sims[t], t))[:k]
-                pairs = sorted(best)
+                kept = top_k([sims[t] for t in pairs], k, margins=margins)
+                pairs = [pairs[t] for t in kept]
         elif method.name == "fastv":
-            drop |= {idx[t] for t in top_k([recv[j] for j in idx], k, largest=False)}
+            drop |= {idx[t] for t in top_k([recv[j] for j in idx], k, largest=False, margins=margins)}
             continue
         elif method.name == "random_evict":
             drop |= {idx[t] for t in top_k([draws[j] for j in idx], k, largest=False)}
@@ -198,7 +207,7 @@ def merge(x: Tensor, slots: list[list[int]], weights: Tensor | None) -> Tensor:
     return torch.stack(rows)
 
 
-def h2o_keep(per_head: Tensor, span_of: list[int], r: float) -> Tensor:
+def h2o_keep(per_head: Tensor, span_of: list[int], r: float, margins: list[float] | None = None) -> Tensor:
     """H2O: per query head, which prompt entries decoding attends. Per sample
     ``round(r * audio)`` evictions (keep = 1 - r), shared over spans by largest
     remainder (ties to the earlier span), at most ``n - 1`` per span; in each
@@ -218,7 +227,7 @@ def h2o_keep(per_head: Tensor, span_of: list[int], r: float) -> Tensor:
         scores = per_head[head].tolist()
         for s in spans:
             k = min(count[s], len(idx[s]) - 1)
-            for t in top_k([scores[j] for j in idx[s]], k, largest=False):
+            for t in top_k([scores[j] for j in idx[s]], k, largest=False, margins=margins):
                 keep[head, idx[s][t]] = False
     return keep
 
@@ -260,6 +269,7 @@ class DecoderTrace:
     layers: list[LayerTrace]
     logits: list[Tensor] = field(default_factory=list)  # (V,) per generated token
     slots: dict[int, list[list[int]]] = field(default_factory=dict)  # reducing layer -> kept groups
+    margins: list[float] = field(default_factory=list)  # of every score-based selection (see top_k)
 
 
 def _qkv(attn, normed: Tensor, positions: list[int], rotary) -> tuple[Tensor, Tensor, Tensor]:
@@ -313,11 +323,11 @@ def decoder_reference(
         keep = None
         r = ratios[li]
         if r > 0 and method.name == "h2o":
-            keep = h2o_keep(probs.sum(dim=1), span_of, r)
+            keep = h2o_keep(probs.sum(dim=1), span_of, r, trace.margins)
         elif r > 0:
             received = probs.sum(dim=(0, 1))  # over heads and queries
             keys_cat = k.transpose(0, 1).reshape(n, -1)  # KV heads concatenated
-            slots, weighted = reduce_layer(method, r, span_of, keys_cat, received, li, sample_key)
+            slots, weighted = reduce_layer(method, r, span_of, keys_cat, received, li, sample_key, trace.margins)
             x = merge(x, slots, received if weighted else None)
             positions = [positions[s[0]] for s in slots]
             span_of = [span_of[s[0]] for s in slots]
@@ -353,6 +363,7 @@ def decoder_reference(
 class EncoderTrace:
     outs: list[Tensor]  # (T_{l+1}, d) per layer
     final: Tensor  # after the final layer norm
+    margins: list[float] = field(default_factory=list)  # of every score-based selection (see top_k)
 
 
 @torch.inference_mode()
@@ -366,7 +377,7 @@ def whisper_encoder_reference(
     x = torch.nn.functional.gelu(enc.conv2(x))[0].transpose(0, 1)
     h = x + enc.embed_positions.weight[: x.shape[0]]
     span_of = [0] * h.shape[0]
-    outs = []
+    outs, margins = [], []
     for li, layer in enumerate(enc.layers):
         attn = layer.self_attn
         n, hd = h.shape[0], attn.head_dim
@@ -379,9 +390,9 @@ def whisper_encoder_reference(
         if ratios[li] > 0:
             received = probs.sum(dim=(0, 1))
             keys_cat = k.transpose(0, 1).reshape(n, -1)
-            slots, weighted = reduce_layer(method, ratios[li], span_of, keys_cat, received, li, sample_key)
+            slots, weighted = reduce_layer(method, ratios[li], span_of, keys_cat, received, li, sample_key, margins)
             x = merge(x, slots, received if weighted else None)
             span_of = [span_of[s[0]] for s in slots]
         h = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
         outs.append(h)
-    return EncoderTrace(outs, enc.layer_norm(h))
+    return EncoderTrace(outs, enc.layer_norm(h), margins)

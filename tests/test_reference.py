@@ -33,6 +33,12 @@ from fastadasp.reduction import ATome, FastAdaSPDense, FastAdaSPSparse, FastV, H
 #: float32; relative to the tensor's scale: the tiny models' residual streams reach |x| ~ 40,
 #: where eager (reference) vs SDPA (engine) rounding alone differs by ~3e-5 after four layers
 REL_TOL = 1e-5
+#: smallest gap the fixtures leave between the last chosen and the first passed-over score of
+#: any selection (reference_impl.top_k). Engine and reference round differently (float32 vs
+#: float64 similarities, SDPA vs eager): adjacent-key similarities measured from both sides'
+#: keys differ by 0 at layer 0 and at most 7e-7 at layer 3 of the tiny models. A closer call
+#: could go either way and would prove nothing, so the fixtures are chosen to stay clear of it
+MARGIN = 2e-6
 SR = 16000
 STEPS = 3  # logits compared: the prefill's and two decode steps'
 PROMPTS = {
@@ -172,6 +178,7 @@ def compare_sample(lm, run: EngineRun, i: int, ref_method: Method, key: str, pos
         spans = audio_spans(ids, lm.model.config.audio_token_id, begin_token)
     ref = decoder_reference(lm.language_model, lm.model.lm_head, run.embeds[i][valid], spans, ref_method,
                             run.ratios[i].tolist(), positions, key, run.tokens[i, : STEPS - 1].tolist())
+    assert min(ref.margins, default=1.0) > MARGIN, f"sample {i}: a near-tie in the fixture, not an engine fault"
     for layer, trace in enumerate(ref.layers):
         v_in, v_out = run.valid_in[layer][i], run.valid_out[layer][i]
         keys, values = run.cache[layer][0][i], run.cache[layer][1][i]  # (Hkv, prompt + decoded, hd)
@@ -309,10 +316,13 @@ WHISPER_CASES = [c for c in CASES if c != "h2o"]
 @pytest.fixture(scope="module")
 def whisper_features():
     """Three samples of different 'audio lengths': random log-mel frames, then a
-    constant (silence) tail padded to 30 s like the feature extractor does."""
+    constant (silence) tail, padded to one length like the feature extractor does.
+    400 frames (200 encoder tokens), not 3000: over 1500 tokens the tiny random
+    Whisper's adjacent-key similarities crowd into ~0.97 +- 0.01 and selections
+    come down to gaps of 1e-7, below float32 rounding (see MARGIN)."""
     g = torch.Generator().manual_seed(5)
-    feats = torch.randn(3, 80, 3000, generator=g)
-    for i, frames in enumerate((3000, 1900, 2400)):
+    feats = 4 * torch.randn(3, 80, 400, generator=g)
+    for i, frames in enumerate((400, 252, 320)):
         feats[i, :, frames:] = -0.7
     return feats
 
@@ -346,6 +356,7 @@ def test_whisper_encoder_matches_reference(tiny_whisper, whisper_features, case,
     check_ratio_schedule(rec["ratios"], schedule)
     for i, key in enumerate(keys):
         ref = whisper_encoder_reference(tiny_whisper, feats[i], ref_method, rec["ratios"][i].tolist(), key)
+        assert min(ref.margins, default=1.0) > MARGIN, f"sample {i}: a near-tie in the fixture, not an engine fault"
         for layer, out in enumerate(ref.outs):
             assert_close(rec["outs"][layer][i][rec["valid"][layer][i]], out, f"layer {layer}, sample {i}")
         assert_close(final[i][valid[i]], ref.final, f"final output, sample {i}")
