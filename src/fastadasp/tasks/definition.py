@@ -101,7 +101,7 @@ class Task:
         template = self.template(family)
         if not _template_fields(template):
             return template
-        return template.format_map({**self.variables, **sample_fields(sample)})
+        return template.format_map({**sample_fields(sample), **self.variables})  # the config names the language
 
     def reference_of(self, sample) -> Any:
         return sample_fields(sample).get(self.reference)
