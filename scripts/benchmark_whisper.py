@@ -4,150 +4,120 @@ All variants run in one process on the same utterances, interleaved: every
 repetition times each variant once per utterance (the variant order rotates
 between repetitions), so drift and noise on the machine hit all of them alike.
 Reported times are medians over repetitions of the mean ms per utterance
-(batch 1); speed-ups are ratios measured in this run.
+(batch 1), with min-max; speed-ups are ratios measured in this run.
 
 - full: ``WhisperModel.encode(features)``, the stock layers, SDPA attention.
 - FastAdaSP dense constant, weighted / unweighted (the ``merge_ave``
-  ablation, which needs no attention probe) and FastAdaSP sparse at layer 1,
-  each under ``Budget(flops=0.5)``; the reducer is installed around each
-  timed ``encode`` (installing is not timed) with ``profile=True``, which
+  ablation, which needs no received attention) and FastAdaSP sparse at
+  layer 1, each under ``Budget(flops=0.5)``; the reducer is installed around
+  each timed ``encode`` (installing is not timed) with ``profile=True``, which
   accumulates the matching and merging time (``machinery_s``).
 
 The ideal speed-up ``1 / (1 - realised)`` comes from the analytic FLOPs of
 the encoder layer stack only; the convolutional front end (two convs over
 3000 mel frames) and the final layer norm are outside it and not reduced.
+The attention micro-benchmark compares SDPA with the two ways the weighted
+methods get the received attention: the chunked exact probe
+(``attention_with_received``, any device) and the fused kernel with
+log-sum-exp plus the grouped keys' mass (``attention_with_lse``, CPU).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from fastadasp.benchmarking import clock, device_name, interleaved, markdown_table, micro_ms, spread, write_json
 from fastadasp.data.demo_set import demo_samples
 from fastadasp.engine import Budget, TokenReducer, attention_with_received
+from fastadasp.engine.attention import attention_with_lse
 from fastadasp.models.whisper import WHISPER_ENCODER_LAYOUT, WhisperModel
 from fastadasp.reduction import FastAdaSPDense, FastAdaSPSparse
 
 REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "full": None,
+    "FastAdaSP dense constant, weighted": FastAdaSPDense(schedule="constant", weighted=True),
+    "FastAdaSP dense constant, unweighted (merge_ave)": FastAdaSPDense(schedule="constant", weighted=False),
+    "FastAdaSP sparse, layer 1, weighted": FastAdaSPSparse(layer=1, weighted=True),
+}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _variants() -> list[tuple[str, object | None]]:
-    return [
-        ("full", None),
-        ("FastAdaSP dense constant, weighted", FastAdaSPDense(schedule="constant", weighted=True)),
-        ("FastAdaSP dense constant, unweighted (merge_ave)", FastAdaSPDense(schedule="constant", weighted=False)),
-        ("FastAdaSP sparse, layer 1, weighted", FastAdaSPSparse(layer=1, weighted=True)),
-    ]
-
-
-def bench_encoder(model: WhisperModel, features: list[torch.Tensor], flops: float, repeats: int, warmup: int) -> list[dict]:
-    variants = _variants()
-    budget = Budget(flops=flops)
-    times: dict[str, list[float]] = {name: [] for name, _ in variants}  # per repetition: mean s per utterance
-    machinery: dict[str, list[float]] = {name: [] for name, _ in variants}
-    realised: dict[str, list[float]] = {name: [] for name, _ in variants}
-
-    def once(method, feats: torch.Tensor, key: str) -> tuple[float, float, float]:
+def encode_all(model: WhisperModel, features: list[torch.Tensor], method, flops: float) -> dict:
+    """Mean seconds per utterance (and machinery, realised FLOPs) of one pass over ``features``."""
+    total = machinery = realised = 0.0
+    for i, feats in enumerate(features):
         if method is None:
-            t0 = time.perf_counter()
+            t0 = clock()
             model.encode(feats)
-            return time.perf_counter() - t0, 0.0, 0.0
-        reducer = TokenReducer(model.blocks, WHISPER_ENCODER_LAYOUT, method, model.stack_spec, budget, profile=True)
-        with reducer:
-            t0 = time.perf_counter()
-            _, _, real, _ = model.encode(feats, reducer, [key])
-            elapsed = time.perf_counter() - t0
-        return elapsed, reducer.machinery_s, real[0]
-
-    for rep in range(warmup + repeats):
-        shift = rep % len(variants)
-        order = variants[shift:] + variants[:shift]
-        acc = {name: [0.0, 0.0, 0.0] for name, _ in variants}
-        for i, feats in enumerate(features):
-            for name, method in order:
-                t, m, r = once(method, feats, f"utt{i}")
-                acc[name][0] += t
-                acc[name][1] += m
-                acc[name][2] += r
-        if rep < warmup:
+            total += clock() - t0
             continue
-        n = len(features)
-        for name, _ in variants:
-            times[name].append(acc[name][0] / n)
-            machinery[name].append(acc[name][1] / n)
-            realised[name].append(acc[name][2] / n)
+        reducer = TokenReducer(model.blocks, WHISPER_ENCODER_LAYOUT, method, model.stack_spec, Budget(flops),
+                               profile=True)
+        with reducer:
+            t0 = clock()
+            _, _, real, _ = model.encode(feats, reducer, [f"utt{i}"])
+            total += clock() - t0
+        machinery += reducer.machinery_s
+        realised += real[0]
+    n = len(features)
+    return {"s": total / n, "machinery_s": machinery / n, "realised": realised / n}
 
-    full_med = statistics.median(times["full"])
+
+def bench_encoder(model, features, flops: float, repeats: int, warmup: int) -> list[dict]:
+    runs = interleaved({name: (lambda m=m: encode_all(model, features, m, flops)) for name, m in VARIANTS.items()},
+                       repeats, warmup)
+    full = [r["s"] for r in runs["full"]]
     rows = []
-    for name, method in variants:
-        med = statistics.median(times[name])
-        real = statistics.fmean(realised[name])
-        paired = statistics.median(f / t for f, t in zip(times["full"], times[name]))
-        rows.append(
-            {
-                "variant": name,
-                "method": None if method is None else method.describe(),
-                "median_ms": 1000 * med,
-                "min_ms": 1000 * min(times[name]),
-                "max_ms": 1000 * max(times[name]),
-                "speedup": full_med / med,
-                "speedup_paired_median": paired,
-                "flops_realised": real,
-                "ideal_speedup": 1.0 / (1.0 - real),
-                "machinery_median_ms": 1000 * statistics.median(machinery[name]),
-                "machinery_share_of_full": statistics.median(machinery[name]) / full_med,
-                "per_repeat_ms": [1000 * t for t in times[name]],
-            }
-        )
+    for name, method in VARIANTS.items():
+        times = [r["s"] for r in runs[name]]
+        real = statistics.fmean(r["realised"] for r in runs[name])
+        machinery = statistics.median(r["machinery_s"] for r in runs[name])
+        rows.append({
+            "variant": name,
+            "method": None if method is None else method.describe(),
+            "median_ms": 1000 * statistics.median(times),
+            "min_ms": 1000 * min(times),
+            "max_ms": 1000 * max(times),
+            "speedup": statistics.median(full) / statistics.median(times),
+            "speedup_paired": spread([f / t for f, t in zip(full, times)]),
+            "flops_realised": real,
+            "ideal_speedup": 1.0 / (1.0 - real),
+            "machinery_median_ms": 1000 * machinery,
+            "machinery_share_of_full": machinery / statistics.median(full),
+            "per_repeat_ms": [1000 * t for t in times],
+        })
     return rows
 
 
-def bench_attention(repeats: int, warmup: int, shape: tuple[int, int, int, int]) -> dict:
-    """Chunked exact attention with received mass vs SDPA on one shape, interleaved."""
+def bench_attention(shape: tuple[int, int, int, int], grouped_fraction: float = 0.5) -> dict:
+    """SDPA vs the two received-attention paths on one shape (``torch.utils.benchmark``)."""
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(*shape, generator=g) for _ in range(3))
     scale = shape[-1] ** -0.5
-    fns = {
-        "sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
-        "probed": lambda: attention_with_received(q, k, v, None, scale, False),
-    }
-    timings: dict[str, list[float]] = {name: [] for name in fns}
+    t = shape[2]
+    columns = torch.randperm(t, generator=g)[: int(grouped_fraction * t)].sort().values[None].expand(shape[0], -1)
+
+    def lse_path():
+        _, deferred = attention_with_lse(q, k, v, None, scale, False)
+        return deferred.at(columns)
+
     with torch.inference_mode():
-        for rep in range(warmup + repeats):
-            order = list(fns) if rep % 2 == 0 else list(fns)[::-1]  # alternate which one goes first
-            for name in order:
-                t0 = time.perf_counter()
-                fns[name]()
-                if rep >= warmup:
-                    timings[name].append(time.perf_counter() - t0)
+        ms = {
+            "sdpa": micro_ms(lambda: F.scaled_dot_product_attention(q, k, v)),
+            "probe": micro_ms(lambda: attention_with_received(q, k, v, None, scale, False)),
+            "lse_grouped": micro_ms(lse_path),
+        }
         ref = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
         out, received = attention_with_received(q, k, v, None, scale, False)
-    s, p = statistics.median(timings["sdpa"]), statistics.median(timings["probed"])
-    return {
-        "shape": list(shape),
-        "sdpa_median_ms": 1000 * s,
-        "probed_median_ms": 1000 * p,
-        "ratio": p / s,
-        "max_abs_diff_vs_sdpa": float((out - ref).abs().max()),
-        "received_total": float(received.sum()),  # = B * H * Tq when no query is masked
-    }
+        diff = float((lse_path() - received.gather(1, columns)).abs().max() / received.abs().max())
+    return {"shape": list(shape), "grouped_fraction": grouped_fraction, **{f"{k}_ms": v for k, v in ms.items()},
+            "probe_over_sdpa": ms["probe"] / ms["sdpa"], "lse_grouped_over_sdpa": ms["lse_grouped"] / ms["sdpa"],
+            "max_abs_diff_probe_vs_sdpa": float((out - ref).abs().max()), "max_rel_diff_lse_vs_probe": diff}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,64 +132,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    cpu = _cpu_model()
-    print(f"CPU: {cpu} | torch {torch.__version__} | torch threads {torch.get_num_threads()}")
     model = WhisperModel()
     samples = demo_samples(args.data, limit=args.utterances)
     features = [model.featurize([s.load_audio(16000)]) for s in samples]
-    print(
-        f"model: {model.name} | {len(samples)} utterances (batch 1, padded to 30 s = 1500 encoder tokens) | "
-        f"{args.repeats} repeats + {args.warmup} warm-up, interleaved | flops target {args.flops}"
-    )
-
-    rows = bench_encoder(model, features, args.flops, args.repeats, args.warmup)
-    print()
-    print("| variant | median ms | speed-up vs full | realised FLOPs reduction | ideal speed-up 1/(1-r) | machinery ms |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        mach = "-" if r["method"] is None else f"{r['machinery_median_ms']:.2f}"
-        print(
-            f"| {r['variant']} | {r['median_ms']:.1f} | {r['speedup']:.2f}x | {r['flops_realised']:.3f} | "
-            f"{r['ideal_speedup']:.2f}x | {mach} |"
-        )
-    print()
-    print(
-        "Speed-up: median full / median variant, measured in this run (median of the per-repeat paired ratios: "
-        + ", ".join(f"{r['speedup_paired_median']:.2f}x" for r in rows[1:])
-        + "). Ideal speed-up counts the encoder layer stack only; the conv front end and final norm are not reduced."
-    )
-    weighted = rows[1]
-    share = weighted["machinery_share_of_full"]
-    print(
-        f"Machinery share ({weighted['variant']}): median machinery {weighted['machinery_median_ms']:.2f} ms / "
-        f"median full-token encoder {rows[0]['median_ms']:.1f} ms = {100 * share:.2f}% "
-        f"(target < 3%: {'met' if share < 0.03 else 'NOT met'})"
-    )
-
-    attn = bench_attention(max(args.repeats, 7), max(args.warmup, 1), (1, 6, 1500, 64))
-    print(
-        f"Probed attention overhead on {tuple(attn['shape'])}: attention_with_received {attn['probed_median_ms']:.2f} ms vs "
-        f"SDPA {attn['sdpa_median_ms']:.2f} ms = {attn['ratio']:.2f}x (max |diff| {attn['max_abs_diff_vs_sdpa']:.1e}). "
-        "The weighted methods need the attention mass each token receives, which SDPA does not expose, "
-        "so the reducing layers run this exact chunked attention instead."
-    )
-
+    print(f"{device_name()} | torch {torch.__version__} | {model.name} | {len(samples)} utterances (batch 1, padded "
+          f"to 30 s = 1500 encoder tokens) | {args.repeats} repeats + {args.warmup} warm-up, interleaved | "
+          f"flops {args.flops}\n")
+    with torch.inference_mode():
+        rows = bench_encoder(model, features, args.flops, args.repeats, args.warmup)
+    table = [r | {"paired": f"{r['speedup_paired']['min']:.2f}-{r['speedup_paired']['max']:.2f}x",
+                  "range": f"{r['min_ms']:.0f}-{r['max_ms']:.0f}",
+                  "machinery": "-" if r["method"] is None else f"{r['machinery_median_ms']:.1f} "
+                  f"({100 * r['machinery_share_of_full']:.2f}%)"} for r in rows]
+    print(markdown_table(table, {"variant": "variant", "median_ms": "median ms", "range": "min-max ms",
+                                 "speedup": "speed-up", "paired": "paired speed-ups", "flops_realised": "realised FLOPs",
+                                 "ideal_speedup": "ideal", "machinery": "machinery ms (share of full)"}, ".3g"))
+    attn = bench_attention((1, model.stack_spec.num_heads, 1500, model.stack_spec.head_dim))
+    print(f"\nAttention on {tuple(attn['shape'])}: SDPA {attn['sdpa_ms']:.1f} ms, chunked probe "
+          f"{attn['probe_ms']:.1f} ms ({attn['probe_over_sdpa']:.2f}x), fused kernel + log-sum-exp + half the keys' "
+          f"mass {attn['lse_grouped_ms']:.1f} ms ({attn['lse_grouped_over_sdpa']:.2f}x); max relative difference of "
+          f"the two masses {attn['max_rel_diff_lse_vs_probe']:.1e}.")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "cpu": cpu,
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "model": model.name,
-            "utterances": [s.id for s in samples],
-            "repeats": args.repeats,
-            "warmup": args.warmup,
-            "flops_target": args.flops,
-            "encoder": rows,
-            "machinery_share": share,
-            "attention": attn,
-        }
-        args.json.write_text(json.dumps(payload, indent=1))
+        write_json(args.json, {"device": device_name(), "torch": torch.__version__, "model": model.name,
+                               "utterances": [s.id for s in samples], "repeats": args.repeats,
+                               "warmup": args.warmup, "flops_target": args.flops, "encoder": rows,
+                               "machinery_share": rows[1]["machinery_share_of_full"], "attention": attn})
         print(f"wrote {args.json}")
     return 0
 

@@ -157,14 +157,15 @@ class TokenReducer:
         profile: bool = False,
     ):
         """``profile=True`` accumulates the time spent matching and merging
-        (not the attention) in ``machinery_s``; it synchronises the device."""
+        (not the attention) in ``machinery_s``, and the deferred received mass
+        (part of the attention's cost) in ``received_s``; it synchronises the device."""
         self.blocks, self.layout, self.method, self.spec, self.budget = list(blocks), layout, method, spec, budget
         self.policy = policy or BidirectionalPolicy()
         if self.policy.causal != spec.causal:
             raise ValueError("the stack spec and the mask policy disagree on causality")
         self.seed = getattr(method, "seed", 0)  # random methods draw per sample from it
         self.reducing = set(method.reducing_layers(spec.num_layers)) if budget.flops > 0 else set()
-        self.profile, self.machinery_s = profile, 0.0
+        self.profile, self.machinery_s, self.received_s = profile, 0.0, 0.0
         #: merge weights needed only inside groups: the probe may defer the received mass
         self._defer = bool(method.needs_attention and method.weights_from_attention)
         self.state: ReductionState | None = None
@@ -347,8 +348,13 @@ class TokenReducer:
         tick = self._clock()
         deferred = isinstance(received, DeferredReceived)
         red, weights = self.method.select(self._inputs(index, state, keys, None if deferred else received))
-        if deferred:
+        if deferred:  # the attention's cost, not the machinery's: kept off the machinery clock
+            pause = self._clock()
             weights = group_weights(received, red)
+            if tick is not None:
+                spent = self._clock() - pause
+                self.received_s += spent
+                tick += spent
         x = red.apply(x, weights)
         if state.last_position is None:
             state.last_position = state.positions.masked_fill(~state.valid, -1).max(dim=1).values
