@@ -9,7 +9,7 @@ DEMO_DATA := data/demo_asr/manifest.jsonl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data tiny-models test test-fast demo bench bench-llm clean
+.PHONY: help setup system-deps data tiny-models test test-fast demo bench bench-llm bench-long tables notebook results merge spice clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,8 +28,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: system-deps $(STAMP) ## create .venv and install pinned dependencies (torch==2.13.0 first)
 
-data: setup ## build the espeak-ng demo set (data/demo_asr)
+data: setup ## build the espeak-ng demo sets (data/demo_asr: 48 short utterances; data/demo_dense: 16 clips of 20-30 s)
 	$(PY) scripts/build_demo_set.py --out data/demo_asr
+	$(PY) scripts/build_demo_set.py --dense --out data/demo_dense
 
 test: data ## run the test suite (real-model tests included)
 	$(PY) -m pytest -q
@@ -48,6 +49,21 @@ bench-llm: setup ## speech-LLM prefill/decode/batch/KV benchmark on a Qwen2-Audi
 
 tiny-models: setup ## build the tiny random Qwen2-Audio and Audio Flamingo 3 (tests build them on demand)
 	$(PY) scripts/build_tiny_models.py
+
+tables: setup ## tables (Markdown + LaTeX) and plots from every metrics.json under results/ and RUNS="dir ..."; WANDB=1 logs them to W&B (offline)
+	$(PY) scripts/make_tables.py $(RUNS) --results results --out results $(if $(WANDB),--wandb)
+
+notebook: setup ## run notebooks/analysis.py on results/ into notebooks/analysis.ipynb (git-ignored)
+	$(PY) -c "import jupytext, nbclient; nb = jupytext.read('notebooks/analysis.py'); nbclient.NotebookClient(nb, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); jupytext.write(nb, 'notebooks/analysis.ipynb')"
+
+results: data ## regenerate the shipped Whisper tiny.en sweeps on both demo sets into results/runs (about 1-2 h on 1 CPU core)
+	bash scripts/reproduce_results.sh
+
+merge: setup ## combine shard folders: make merge SHARDS="dir0 dir1 ..." OUT=dir
+	$(PY) -m fastadasp.merge $(SHARDS) --out $(OUT)
+
+spice: setup ## install SPICE's Stanford CoreNLP 3.6.0 jars (+ Nashorn/ASM on Java 15+) for caption metrics (needs internet)
+	$(PY) scripts/get_spice.py
 
 clean: ## remove run outputs (keeps .venv and data)
 	rm -rf outputs multirun .pytest_cache

@@ -2,7 +2,8 @@
 
 Expected errors (a bad config value, manifest or corpus, an infeasible budget,
 an output folder that holds results) print one line naming the cause to
-stderr (and to the run's log file) and exit with status 2;
+stderr (and to the run's log file) and exit with status 2; in a multirun the failed job is logged and recorded, the
+other jobs still run, and the sweep exits non-zero at the end.
 `HYDRA_FULL_ERROR=1` shows the full traceback instead.
 """
 
@@ -11,6 +12,8 @@ import os
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fastadasp.config import ConfigError, check_overrides  # also registers the typed top-level schema
@@ -34,6 +37,10 @@ def run(cfg: DictConfig) -> float | None:
         metrics = main(cfg)
     except EXPECTED_ERRORS as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # Hydra records the failed job, runs the rest of the sweep, then exits non-zero
+            logging.getLogger("fastadasp").error("error: %s", exc)
             raise
         _fail(f"error: {exc}")
     value = metrics["metrics"].get(metrics.get("primary_metric"))

@@ -1,4 +1,5 @@
-"""Build the espeak-ng ASR demo set (thin wrapper over fastadasp.data.demo_set)."""
+"""Build an espeak-ng ASR demo set (thin wrapper over fastadasp.data.demo_set):
+the 48 short utterances, or with --dense the 16 clips of 20-30 s."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import soundfile as sf
 
-from fastadasp.data.demo_set import build_demo_set
+from fastadasp.data.demo_set import DENSE_MAX_S, build_demo_set, dense_plan
 from fastadasp.data.manifest import load_manifest
 
 
@@ -16,9 +17,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="data/demo_asr", help="output folder (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="re-render even if up to date")
     parser.add_argument("--workers", type=int, default=2, help="parallel renders (default: %(default)s)")
+    parser.add_argument("--dense", action="store_true", help="the dense-speech set (clips of 20-30 s)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    manifest = build_demo_set(args.out, force=args.force, workers=args.workers)
+    extra = {"plan": dense_plan(), "max_seconds": DENSE_MAX_S} if args.dense else {}
+    manifest = build_demo_set(args.out, force=args.force, workers=args.workers, **extra)
     elapsed = time.perf_counter() - start
     samples = load_manifest(manifest)
     seconds = sum(sf.info(str(s.audio_path)).duration for s in samples)
