@@ -144,3 +144,60 @@ def test_probed_attention_matches_explicit_softmax():
         assert torch.allclose(out[valid], ref_out[valid], atol=1e-5)
         assert torch.allclose(received, ref_rec, atol=1e-5)
         assert torch.all(received[1, 5:] == 0)
+
+
+def count_host_reads(monkeypatch) -> list:
+    """Record every ``item``/``tolist``/``bool``/``int``/``float`` of a tensor
+    called from the project's code (not from torch or transformers)."""
+    import sys
+
+    reads = []
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *a, _original=original, _name=name, **k):
+            caller = sys._getframe(1).f_code.co_filename
+            if "fastadasp" in caller:
+                reads.append((_name, caller.rsplit("/", 1)[-1], sys._getframe(1).f_lineno))
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+    return reads
+
+
+def test_reduced_layers_read_the_device_once_per_reduction(tiny_whisper, features, monkeypatch):
+    """Per reducing layer, the only device-to-host read is the reduction's
+    output length (a shape); masks, padding and span counts are host-side.
+    Counted on the full-probe path (the one GPUs take)."""
+    red = reducer(tiny_whisper, FastAdaSPDense(), 0.5)
+    red._defer = False
+    with red, red.forward_state(torch.zeros(2, 1500, dtype=torch.long), None, ["a", "b"]):
+        reads = count_host_reads(monkeypatch)  # planning the budget reads the layout once, before
+        h = torch.randn(2, 1500, tiny_whisper.config.d_model)
+        with torch.inference_mode():
+            for layer in tiny_whisper.model.encoder.layers:
+                h = layer(h, None)
+        monkeypatch.undo()
+    assert [r[:2] for r in reads] == [("tolist", "ops.py")] * 4, reads
+
+
+def test_decoder_prefill_and_decode_read_the_device_once_per_reduction(monkeypatch):
+    """The same for a left-padded speech-LLM batch: one read per reducing
+    layer in the prefill, none in the decode steps."""
+    import numpy as np
+
+    from fastadasp.models.qwen2_audio import Qwen2AudioModel
+
+    lm = Qwen2AudioModel("tiny:qwen2_audio")
+    rng = np.random.default_rng(0)
+    audios = [rng.normal(0, 0.1, int(s * 16000)).astype("float32") for s in (2.0, 3.1)]
+    inputs, segments = lm.prepare(audios, "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe the audio.")
+    assert not bool(inputs["attention_mask"].all())
+    red = lm.reducer(FastAdaSPDense(), Budget(0.4))
+    red._defer = False
+    with red, red.forward_state(segments, inputs["attention_mask"], ["a", "b"]), torch.inference_mode():
+        reads = count_host_reads(monkeypatch)
+        out = lm.model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+        monkeypatch.undo()
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 4
+    assert [r[:2] for r in reads] == [("tolist", "ops.py")] * len(lm.language_model.layers), reads

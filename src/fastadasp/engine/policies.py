@@ -38,7 +38,7 @@ class BidirectionalPolicy:
     causal = False
 
     def prefill(self, state: ReductionState, kwargs: dict, layer: int, hidden: Tensor) -> dict:
-        if bool(state.valid.all()):
+        if not state.padded:
             return {**kwargs, "attention_mask": None}
         return {**kwargs, "attention_mask": as_mask(state.valid[:, None, None, :], "float", torch.float32)}
 
@@ -83,7 +83,7 @@ class CausalPolicy:
             allowed = causal[None] & valid[:, None, :]
             allowed |= torch.eye(t, dtype=torch.bool, device=valid.device)[None]  # padded rows: no NaN
             pos = self._positions(state)
-            unpadded = self.fmt == "bool" and bool(valid.all())  # SDPA's own causal kernel is faster
+            unpadded = self.fmt == "bool" and not state.padded  # SDPA's own causal kernel is faster
             state.extra["layer_args"] = {
                 "attention_mask": None if unpadded else as_mask(allowed[:, None], self.fmt, hidden.dtype),
                 "position_embeddings": self.rotary(hidden, pos),
@@ -107,9 +107,7 @@ class CausalPolicy:
         q = hidden.shape[1]
         cached = state.cache_valid[layer]  # (B, c_l)
         b = cached.shape[0]
-        if "padded" not in state.extra:  # decided once: no per-step device sync
-            state.extra["padded"] = not all(bool(v.all()) for v in state.prompt_valid.values())
-        if q == 1 and self.fmt == "bool" and not state.extra["padded"] and not state.kv_keep:
+        if q == 1 and self.fmt == "bool" and not state.padded and not state.kv_keep:
             return {**kwargs, "attention_mask": None}  # one query attends to this layer's whole cache
         new = torch.ones(b, q, dtype=torch.bool, device=cached.device)
         keys = torch.cat([cached, new], 1)  # (B, c_l + q)

@@ -229,13 +229,17 @@ class TokenReducer:
         if len(keys) != b:
             raise ValueError(f"{len(keys)} sample keys for a batch of {b}")
         positions = None if self.spec.causal else (valid.long().cumsum(1) - 1).clamp_min(0)
+        ratios = self.plan(layouts)  # a host tensor
         self.state = ReductionState(
             segments=segments,
             valid=valid,
             positions=positions,
-            ratios=self.plan(layouts),
+            ratios=ratios,
             seeds=torch.tensor([sample_seed(self.seed, k) for k in keys], dtype=torch.long),
             align_right=self.spec.causal,  # decoder prompts are left-padded
+            padded=not bool(valid.all()),
+            num_segments=max(1, spans.shape[1]),
+            active_layers=frozenset(i for i, r in enumerate(ratios.amax(0).tolist()) if r > 0) if b else frozenset(),
             tokens=[valid.sum(1)] * (self.spec.num_layers + 1),
         )
         try:
@@ -298,7 +302,7 @@ class TokenReducer:
             if self.spec.causal:
                 state.cache_valid[index] = state.prompt_valid[index] = state.valid  # what this layer caches
             try:
-                if index in self.reducing and bool((state.ratios[:, index] > 0).any()):
+                if index in self.reducing and index in state.active_layers:
                     if self.method.acts_on == "kv_cache":
                         return self._kv_forward(index, original, hidden_states, kwargs, state)
                     return self._reducing_forward(index, block, hidden_states, kwargs, state)
@@ -322,7 +326,7 @@ class TokenReducer:
 
     def _arm(self, index: int, state: ReductionState, per_head: bool = False) -> AttentionProbe:
         probe = self._probes[index]
-        query_valid = None if bool(state.valid.all()) else state.valid
+        query_valid = state.valid if state.padded else None
         probe.arm(self.method.needs_keys, self.method.needs_attention, query_valid, per_head, self._defer)
         return probe
 
@@ -335,6 +339,7 @@ class TokenReducer:
             layer=index,
             seeds=state.seeds,
             align_right=state.align_right,
+            num_segments=state.num_segments,
         )
 
     def _reducing_forward(self, index: int, block: nn.Module, h: Tensor, kwargs: dict, state: ReductionState) -> Tensor:

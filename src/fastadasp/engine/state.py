@@ -26,6 +26,9 @@ class ReductionState:
     ratios: Tensor  # (B, num_layers) float64
     seeds: Tensor  # (B,) int64
     align_right: bool = False
+    padded: bool = False  # some row has padding (known on the host: no device read per layer)
+    num_segments: int = 1  # span ids 0..num_segments-1
+    active_layers: frozenset[int] = frozenset()  # layers where some row's ratio is > 0 (host-side)
     mode: str = "prefill"  # then "decode" once the last layer has run the prefill
     tokens: list[Tensor] = field(default_factory=list)  # tokens entering layer l, (B,)
     cache_valid: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, c_l) bool, grows in decode
@@ -56,6 +59,7 @@ class ReductionState:
         self.valid = red.take_first(self.valid, fill=False)
         self.positions = red.take_first(self.positions, fill=0)
         self.reductions[layer] = red
+        self.padded = self.padded or not red.uniform  # shorter rows are padded up to the longest
         kept = self.valid.sum(1)
         for later in range(layer + 1, len(self.tokens)):
             self.tokens[later] = kept

@@ -54,7 +54,9 @@ class LayerInputs:
     attention mass each token receives, summed over queries and heads
     (``None`` unless asked for); ``segments (B, T)``: span id or ``-1``;
     ``ratio (B,)``: this layer's ratio per sample; ``layer``: its index;
-    ``seeds (B,)``: one integer per sample, for reproducible random methods.
+    ``seeds (B,)``: one integer per sample, for reproducible random methods;
+    ``num_segments``: the number of span ids when the caller knows it (saves
+    a device-to-host read).
     """
 
     keys: Tensor | None
@@ -64,9 +66,10 @@ class LayerInputs:
     layer: int
     seeds: Tensor
     align_right: bool = False
+    num_segments: int | None = None
 
     def lengths(self) -> Tensor:
-        return segment_lengths(self.segments)
+        return segment_lengths(self.segments, self.num_segments)
 
     def counts(self, scale: float = 1.0) -> Tensor:
         """``floor(n * r * scale)`` per span, ``(B, S)``."""

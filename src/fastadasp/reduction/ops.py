@@ -51,6 +51,7 @@ class Reduction:
     first: Tensor  # (B, T_out) long
     filled: Tensor  # (B, T_out) bool
     group_sizes: Tensor  # (B, T_out) long (0 for padding slots)
+    uniform: bool = True  # every sample keeps the same number of slots (no new padding)
 
     @property
     def removed(self) -> Tensor:
@@ -174,7 +175,8 @@ def _build(join_prev: Tensor, drop: Tensor, align_right: bool) -> Reduction:
     starts = ~join_prev & ~drop
     slot = starts.long().cumsum(dim=1) - 1
     out_lengths = starts.sum(dim=1)
-    num_out = int(out_lengths.max().item()) if b > 0 else 0
+    # the output's shape depends on the data: the one device-to-host read of a reduction
+    num_out, fewest = torch.stack([out_lengths.max(), out_lengths.min()]).tolist() if b > 0 else (0, 0)
     if align_right:
         slot = slot + (num_out - out_lengths)[:, None]
     dest = torch.where(drop, torch.full_like(slot, num_out), slot)
@@ -184,7 +186,7 @@ def _build(join_prev: Tensor, drop: Tensor, align_right: bool) -> Reduction:
     first = torch.zeros(b, num_out + 1, dtype=torch.long, device=dest.device)
     pos = torch.arange(t, device=dest.device).expand(b, t)
     first.scatter_(1, torch.where(starts, dest, torch.full_like(dest, num_out)), pos)
-    return Reduction(dest, out_lengths, num_out, first[:, :num_out], group_sizes > 0, group_sizes)
+    return Reduction(dest, out_lengths, num_out, first[:, :num_out], group_sizes > 0, group_sizes, fewest == num_out)
 
 
 def chain_merge(selected_pairs: Tensor, align_right: bool = False) -> Reduction:
