@@ -82,14 +82,15 @@ def identity_diff(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[
 
 
 def dataset_fingerprint(samples: Iterable[Any]) -> str:
-    """Content fingerprint of a sample listing: ids, audio paths, audio file
+    """Content fingerprint of a sample listing: ids, audio file names and
     sizes, references and every extra field. Any edit of the manifest or the
-    corpus (a changed transcript, a re-encoded file) changes it."""
+    corpus (a changed transcript, a re-encoded file) changes it; moving the
+    corpus to another folder does not (the folder is a setting of its own)."""
     h = hashlib.sha256()
     for s in samples:
         path = Path(s.audio_path)
         size = path.stat().st_size if path.is_file() else -1
-        h.update(json.dumps([s.id, str(path), size, s.text, s.extra], sort_keys=True, default=str).encode())
+        h.update(json.dumps([s.id, path.name, size, s.text, s.extra], sort_keys=True, default=str).encode())
         h.update(b"\n")
     return h.hexdigest()[:20]
 
