@@ -72,7 +72,8 @@ PROMISES = {
         methods=[_single("random_merge", 1), _single("random_evict", 1), _ATOME, _single("fastv", 1),
                  _single("fastadasp_sparse", 1, weighted=True)]),
 }
-PAPER_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith(("paper_", "whisper_paper_")) and e != "whisper_paper_budget"]
+PAPER_EXPERIMENTS = [e for e in EXPERIMENTS
+                     if e.startswith(("paper_", "whisper_paper_")) and e != "whisper_paper_budget"]
 
 
 def compose_cfg(overrides: list[str]):
