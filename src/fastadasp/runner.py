@@ -35,6 +35,7 @@ from .config import ConfigError, RunSettings, validate
 from .data.audio import AudioError
 from .data.manifest import Sample
 from .engine import Budget
+from .instantiate import instantiate
 from .models.base import SpeechModel
 from .provenance import environment, resolved_config
 from .reduction import ReductionMethod
@@ -249,18 +250,7 @@ def evaluate(
 # -- Hydra glue ---------------------------------------------------------------------------
 
 
-def _instantiate(node: Any) -> Any:
-    """Hydra's instantiate, but the caller sees the target's own error (a bad
-    manifest line, an unknown schedule), not Hydra's wrapper around it."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(node)
-    except InstantiationException as exc:
-        if isinstance(exc.__cause__, (ValueError, FileNotFoundError, RuntimeError, TypeError)):
-            raise exc.__cause__ from exc
-        raise
+_instantiate = instantiate
 
 
 def _plain(node: Any) -> Any:

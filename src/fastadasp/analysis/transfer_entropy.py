@@ -43,6 +43,7 @@ from torch import Tensor
 from ..data.audio import AudioError
 from ..data.manifest import Sample
 from ..engine import Budget
+from ..instantiate import instantiate as _instantiate
 from ..reduction import (
     FastAdaSPSparse,
     ReductionMethod,
@@ -339,17 +340,6 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def _instantiate(node: Any) -> Any:
-    """Hydra's instantiate, raising the target's own error (a bad manifest line)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(node)
-    except InstantiationException as exc:
-        if isinstance(exc.__cause__, (ValueError, FileNotFoundError, RuntimeError)):
-            raise exc.__cause__ from exc
-        raise
 
 
 def _evaluation_samples(node: Any) -> list[Sample] | None:

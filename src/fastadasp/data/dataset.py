@@ -18,18 +18,13 @@ META_KEYS = ("corpus",)
 def load_dataset(node: Any, default_name: str | None = None) -> tuple[list, dict[str, Any]]:
     """``(samples, info)``: ``info`` has the dataset's name and its loader arguments
     (root, split, path, ...) except ``limit``, for the run's identity."""
-    from hydra.utils import instantiate
-    from hydra.errors import InstantiationException
     from omegaconf import OmegaConf
+
+    from ..instantiate import instantiate
 
     plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
     name = plain.pop("corpus", None) or default_name
-    try:
-        samples = instantiate(plain)
-    except InstantiationException as exc:  # show the loader's own error (file, line, column)
-        if isinstance(exc.__cause__, (ValueError, FileNotFoundError, RuntimeError, TypeError)):
-            raise exc.__cause__ from exc
-        raise
+    samples = instantiate(plain)  # the loader's own error (file, line, column) on bad input
     args = {k: v for k, v in plain.items() if k not in ("_target_", "_convert_", "limit")}
     if "name" in args:  # a loader argument called name (hf: the hub dataset's name)
         args["loader_name"] = args.pop("name")
