@@ -11,24 +11,22 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-results/runs/whisper_tiny_en}
 FLOPS=0.1,0.2,0.3,0.4,0.5
 status=0
-for set in "${@:-demo demo_dense}"; do
-  for s in $set; do
-    common=(dataset="$s" batch_size=16)
-    "$PY" run.py "${common[@]}" method=none hydra.run.dir="$OUT/$s/full" overwrite=true || status=1
-    for budget in flops paper; do
-      dir="$OUT/$s/$budget"
-      # A-ToMe as the paper ran it under the paper's budget model (uncapped); capped to the target otherwise
-      cap=$([ "$budget" = paper ] && echo false || echo true)
-      "$PY" run.py -m "${common[@]}" budget="$budget" overwrite=true flops=$FLOPS \
-        method=fastadasp_dense method.schedule=constant,decay hydra.sweep.dir="$dir/dense" || status=1
-      "$PY" run.py -m "${common[@]}" budget="$budget" overwrite=true flops=$FLOPS \
-        method=fastadasp_sparse,fastv hydra.sweep.dir="$dir/single_layer" || status=1
-      "$PY" run.py -m "${common[@]}" budget="$budget" overwrite=true flops=$FLOPS \
-        method=atome method.cap_to_budget=$cap hydra.sweep.dir="$dir/atome" || status=1
-      "$PY" run.py -m "${common[@]}" budget="$budget" overwrite=true flops=$FLOPS \
-        method=random_merge,random_evict seed=0,1,2 hydra.sweep.dir="$dir/random" || status=1
-    done
-  done
+# resume=true: an interrupted sweep continues where it stopped; finished runs are only re-summarised.
+# The dense-task methods come first under both budget models, then the single-layer baselines,
+# A-ToMe, and the seeded random baselines (3 seeds).
+sweep() {  # sweep <set> <budget> <name> <overrides...>
+  local s=$1 budget=$2 name=$3; shift 3
+  "$PY" run.py -m dataset="$s" batch_size=16 budget="$budget" resume=true flops=$FLOPS "$@" \
+    hydra.sweep.dir="$OUT/$s/$budget/$name" || status=1
+}
+for s in ${@:-demo demo_dense}; do
+  "$PY" run.py dataset="$s" batch_size=16 method=none resume=true hydra.run.dir="$OUT/$s/full" || status=1
+  for budget in flops paper; do sweep "$s" $budget dense method=fastadasp_dense method.schedule=constant,decay; done
+  for budget in flops paper; do sweep "$s" $budget single_layer method=fastadasp_sparse,fastv; done
+  # A-ToMe as the paper ran it under the paper's budget model (uncapped); capped to the target otherwise
+  sweep "$s" flops atome method=atome method.cap_to_budget=true
+  sweep "$s" paper atome method=atome method.cap_to_budget=false
+  for budget in flops paper; do sweep "$s" $budget random method=random_merge,random_evict seed=0,1,2; done
 done
 # non-zero when any job failed (e.g. an unreachable paper budget): see the sweeps' logs
 exit $status
