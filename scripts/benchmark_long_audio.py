@@ -11,7 +11,8 @@ with reduction, beam-search decode) on one synthetic clip and reports:
   timings also show);
 - ``decode_s``: from the end of that forward to the end of the last one, i.e.
   ``new_tokens - 1`` decode steps (the first token comes from the prefill);
-  ``throughput_tok_s = (new_tokens - 1) / decode_s`` per sample (beams together);
+  ``throughput_tok_s = batch * (new_tokens - 1) / decode_s`` (beams of a
+  sample together; ``--batch-sizes`` copies of the clip per call, default 1);
 - ``flops_realized``: analytic LLM prefill FLOPs reduction
   (:mod:`fastadasp.reduction.flops`); ``token_reduction``: fraction of audio
   token-layers removed (the paper's token-layer model: layer l counts the
@@ -100,22 +101,24 @@ def task_prompt(lm, task: str) -> str:
     return prompts[family]
 
 
-def measure(lm, audio: np.ndarray, prompt: str, method, budget: Budget, new_tokens: int, device: str) -> dict:
-    """One ``generate`` call, split at the end of the LLM's first forward."""
+def measure(lm, audio: np.ndarray, prompt: str, method, budget: Budget, new_tokens: int, device: str,
+            batch: int = 1) -> dict:
+    """One ``generate`` call on ``batch`` copies of the clip, split at the end of the LLM's first forward."""
     with ForwardMarks(lm.language_model, device) as marks, PeakMemory(device) as mem:
         start = clock(device)
-        out = lm.generate([audio], prompt, method, budget, new_tokens, ["clip"])[0]
+        outs = lm.generate([audio] * batch, prompt, method, budget, new_tokens, [f"clip{i}" for i in range(batch)])
         end = clock(device)
     steps = len(marks.times) - 1
-    if len(out.tokens) != new_tokens or steps != new_tokens - 1:
-        raise RuntimeError(f"expected {new_tokens} tokens from {new_tokens} forwards, got {len(out.tokens)} "
-                           f"tokens from {steps + 1} forwards: is min_new_tokens honoured?")
+    if any(len(o.tokens) != new_tokens for o in outs) or steps != new_tokens - 1:
+        raise RuntimeError(f"expected {new_tokens} tokens from {new_tokens} forwards, got "
+                           f"{[len(o.tokens) for o in outs]} tokens from {steps + 1} forwards: is min_new_tokens honoured?")
     decode_s = marks.times[-1] - marks.times[0]
+    out = outs[0]
     return {
         "total_s": end - start,
         "prefill_s": marks.times[0] - start,
         "decode_s": decode_s,
-        "throughput_tok_s": steps / decode_s if decode_s > 0 else float("inf"),
+        "throughput_tok_s": batch * steps / decode_s if decode_s > 0 else float("inf"),
         "peak_mem_bytes": mem.bytes,
         "prefill_shape": marks.shapes[0],
         "generation": out,
@@ -123,22 +126,23 @@ def measure(lm, audio: np.ndarray, prompt: str, method, budget: Budget, new_toke
 
 
 def row_from(runs: list[dict], *, audio_s: float, beam: int, method, flops: float, audio_tokens: int,
-             new_tokens: int) -> dict:
+             new_tokens: int, batch: int = 1) -> dict:
     """Medians (and spread) of one variant's repetitions."""
     g = runs[-1]["generation"]
     tokens = g.tokens_per_layer
     text = tokens[0] - audio_tokens
     audio_layers = sum(t - text for t in tokens[:-1])
     per_run = {
-        "rtf": [r["total_s"] / audio_s for r in runs],
+        "rtf": [r["total_s"] / (audio_s * batch) for r in runs],
         "prefill_s": [r["prefill_s"] for r in runs],
         "decode_s": [r["decode_s"] for r in runs],
         "throughput_tok_s": [r["throughput_tok_s"] for r in runs],
         "peak_mem_bytes": [r["peak_mem_bytes"] for r in runs],
     }
     decode_s = statistics.median(per_run["decode_s"])
-    kv = g.extra.get("kv_bytes", 0.0) * beam
+    kv = g.extra.get("kv_bytes", 0.0) * beam * batch
     return {
+        "batch": batch,
         "beam": beam,
         "audio_s": audio_s,
         "method": method.name,
@@ -149,9 +153,9 @@ def row_from(runs: list[dict], *, audio_s: float, beam: int, method, flops: floa
         "prefill_s": statistics.median(per_run["prefill_s"]),
         "decode_s": decode_s,
         "new_tokens": new_tokens,
-        "throughput_tok_s": (new_tokens - 1) / decode_s,
+        "throughput_tok_s": batch * (new_tokens - 1) / decode_s,
         "kv_bytes": kv,
-        "kv_bytes_full": g.extra.get("kv_bytes_full", 0.0) * beam,
+        "kv_bytes_full": g.extra.get("kv_bytes_full", 0.0) * beam * batch,
         "peak_mem_bytes": statistics.median(per_run["peak_mem_bytes"]),
         "repeats": len(runs),
         "spread": {k: spread(v) for k, v in per_run.items()},
@@ -165,9 +169,9 @@ def row_from(runs: list[dict], *, audio_s: float, beam: int, method, flops: floa
 
 def add_ratios(rows: list[dict]) -> None:
     """Speed-ups against the full-token row of the same (audio, beam) cell."""
-    full = {(r["audio_s"], r["beam"]): r for r in rows if r["method"] == "none"}
+    full = {(r["audio_s"], r["beam"], r["batch"]): r for r in rows if r["method"] == "none"}
     for r in rows:
-        ref = full.get((r["audio_s"], r["beam"]))
+        ref = full.get((r["audio_s"], r["beam"], r["batch"]))
         if ref is None:
             continue
         r["speedup_prefill"] = ref["prefill_s"] / r["prefill_s"]
@@ -197,19 +201,22 @@ def run(args) -> dict:
             audio = synthetic_audio(audio_s, args.seed)
             _, segments = lm.prepare([audio], prompt)
             audio_tokens = int((segments >= 0).sum())
-            for beam in args.beams:
-                lm.num_beams = beam
-                calls = {
-                    f"{name}@{flops}": (lambda m=methods[name], f=flops: measure(
-                        lm, audio, prompt, m, Budget(f, model=args.budget_model), args.new_tokens, args.device))
-                    for name, flops in variants
-                }
-                runs = interleaved(calls, args.repeats, args.warmup)
-                for name, flops in variants:
-                    rows.append(row_from(runs[f"{name}@{flops}"], audio_s=audio_s, beam=beam, method=methods[name],
-                                         flops=flops, audio_tokens=audio_tokens, new_tokens=args.new_tokens))
-                    print(f"audio {audio_s:g} s, beam {beam}, {name} @ {flops}: "
-                          f"prefill {rows[-1]['prefill_s']:.3f} s, decode {rows[-1]['decode_s']:.3f} s", flush=True)
+            for batch in args.batch_sizes:
+                for beam in args.beams:
+                    lm.num_beams = beam
+                    calls = {
+                        f"{name}@{flops}": (lambda m=methods[name], f=flops: measure(
+                            lm, audio, prompt, m, Budget(f, model=args.budget_model), args.new_tokens, args.device,
+                            batch))
+                        for name, flops in variants
+                    }
+                    runs = interleaved(calls, args.repeats, args.warmup)
+                    for name, flops in variants:
+                        rows.append(row_from(runs[f"{name}@{flops}"], audio_s=audio_s, beam=beam, method=methods[name],
+                                             flops=flops, audio_tokens=audio_tokens, new_tokens=args.new_tokens,
+                                             batch=batch))
+                        print(f"audio {audio_s:g} s, batch {batch}, beam {beam}, {name} @ {flops}: prefill "
+                              f"{rows[-1]['prefill_s']:.3f} s, decode {rows[-1]['decode_s']:.3f} s", flush=True)
     finally:
         gen_config.min_new_tokens = saved
         lm.num_beams = 1
@@ -221,7 +228,7 @@ def run(args) -> dict:
         "model": lm.name if args.source != "random" else f"random {args.model} (LLM hidden {args.hidden}, "
                  f"{args.layers} layers; tiny audio encoder)",
         "dtype": args.dtype,
-        "command": "python scripts/benchmark_long_audio.py " + shlex.join(args.argv),
+        "command": " ".join(["python scripts/benchmark_long_audio.py", shlex.join(args.argv)]).strip(),
         "rows": rows,
         "settings": {k: v for k, v in vars(args).items() if k not in ("argv", "json")},
         "llm": vars(spec) if hasattr(spec, "__dict__") else {f: getattr(spec, f) for f in spec.__dataclass_fields__},
@@ -233,7 +240,7 @@ def run(args) -> dict:
 
 
 COLUMNS = {
-    "beam": "beam", "audio_s": "audio s", "method": "method", "flops_target": "FLOPs target",
+    "batch": "batch", "beam": "beam", "audio_s": "audio s", "method": "method", "flops_target": "FLOPs target",
     "token_reduction": "token red.", "flops_realized": "FLOPs red.", "rtf": "RTF", "prefill_s": "prefill s",
     "decode_s": "decode s", "throughput_tok_s": "tok/s", "speedup_decode": "decode speed-up",
     "kv_mib": "KV MiB", "peak_mib": "peak MiB", "decode_spread": "decode min-max s",
@@ -261,6 +268,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--task", default="asr", help="configs/task/<name>.yaml, for the prompt (default: %(default)s)")
     p.add_argument("--audio-s", type=float, nargs="+", default=[60.0, 120.0])
     p.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1],
+                   help="copies of the clip per generate call (default: %(default)s); with a batch, rtf is per "
+                   "audio second processed, throughput and KV bytes cover the whole batch")
     p.add_argument("--methods", nargs="+", default=["fastadasp_dense"],
                    help="configs/method names, timed against full tokens (default: %(default)s)")
     p.add_argument("--flops", type=float, nargs="+", default=[0.5], help="budgets (default: %(default)s)")

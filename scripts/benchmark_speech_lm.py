@@ -92,10 +92,10 @@ def prefill_once(model, spec, method, flops, embeds, mask, segments) -> dict:
                 "tokens_per_layer": cost.tokens_per_layer, "kv_analytic": cost.kv_bytes}
 
 
-def bench_prefill(model, spec, flops, prompt, warm_prompt, repeats, max_repeats, stable) -> list[dict]:
-    for name, method in VARIANTS.items():  # warm every code path on a short prompt
+def bench_prefill(model, spec, flops, prompt, warm_prompt, repeats, max_repeats, stable, variants=VARIANTS) -> list[dict]:
+    for name, method in variants.items():  # warm every code path on a short prompt
         prefill_once(model, spec, method, flops, *warm_prompt)
-    calls = {name: (lambda m=method: prefill_once(model, spec, m, flops, *prompt)) for name, method in VARIANTS.items()}
+    calls = {name: (lambda m=method: prefill_once(model, spec, m, flops, *prompt)) for name, method in variants.items()}
     runs = interleaved(calls, repeats, 0)
 
     def weighted_speedup() -> float:
@@ -111,7 +111,7 @@ def bench_prefill(model, spec, flops, prompt, warm_prompt, repeats, max_repeats,
         before = now
     full = [r["s"] for r in runs["full"]]
     rows = []
-    for name, method in VARIANTS.items():
+    for name, method in variants.items():
         times = [r["s"] for r in runs[name]]
         real = statistics.fmean(r["realised"] for r in runs[name])
         speedup = statistics.median(full) / statistics.median(times)
@@ -212,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-audio-tokens", type=int, default=500, help="audio tokens per prompt of the batching test")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--batch-new-tokens", type=int, default=8)
-    p.add_argument("--skip", nargs="*", default=[], choices=("decode", "batch"), help="sections to leave out")
+    p.add_argument("--skip", nargs="*", default=[], choices=("prefill", "decode", "batch"),
+                   help="sections to leave out")
+    p.add_argument("--prefill-variants", nargs="+", type=int, default=list(range(len(VARIANTS))),
+                   help="indices into the prefill variants (0 full, 1 weighted, 2 unweighted, 3 sparse), e.g. "
+                   "'0 1' for long prompts (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
@@ -229,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
                "spec": vars(spec) if hasattr(spec, "__dict__") else str(spec), "args": {k: str(v) if isinstance(v, Path) else v
                                                                               for k, v in vars(args).items()}, "prefill": {}}
     warm = llm_prompts(model, 1, args.warmup_audio_tokens, args.text_tokens, args.seed + 2)
-    for audio in args.audio_tokens:
+    for audio in [] if "prefill" in args.skip else args.audio_tokens:
         prompt = llm_prompts(model, 1, audio, args.text_tokens, args.seed + 1)
-        rows = bench_prefill(model, spec, args.flops, prompt, warm, args.repeats, args.max_repeats, args.stable)
+        chosen = {name: m for i, (name, m) in enumerate(VARIANTS.items()) if i in set(args.prefill_variants) | {0, 1}}
+        rows = bench_prefill(model, spec, args.flops, prompt, warm, args.repeats, args.max_repeats, args.stable, chosen)
         payload["prefill"][audio] = rows
         table = [r | {"range": f"{r['min_ms']:.0f}-{r['max_ms']:.0f}",
                       "paired": f"{r['speedup_paired']['min']:.2f}-{r['speedup_paired']['max']:.2f}x",

@@ -48,7 +48,7 @@ def test_peak_memory_sees_an_allocation():
 @pytest.fixture(scope="module")
 def long_audio(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "long_audio.json"
-    argv = ["--source", "tiny:qwen2_audio", "--audio-s", "35", "--beams", "1", "2", "--new-tokens", "3",
+    argv = ["--source", "tiny:qwen2_audio", "--audio-s", "35", "--beams", "1", "2", "--batch-sizes", "1", "2", "--new-tokens", "3",
             "--repeats", "1", "--warmup-audio-s", "0", "--json", str(out)]
     assert load_script("benchmark_long_audio").main(argv) == 0
     return json.loads(out.read_text()), argv
@@ -60,8 +60,9 @@ def test_long_audio_json_follows_the_contract(long_audio):
     assert {"device", "model", "dtype", "command", "rows"} <= set(payload)
     assert payload["command"].endswith(" ".join(argv))
     rows = payload["rows"]
-    assert [(r["beam"], r["method"], r["flops_target"]) for r in rows] == [
-        (1, "none", 0.0), (1, "fastadasp_dense", 0.5), (2, "none", 0.0), (2, "fastadasp_dense", 0.5)]
+    assert [(r["batch"], r["beam"], r["method"], r["flops_target"]) for r in rows] == [
+        (batch, beam, method, flops) for batch in (1, 2) for beam in (1, 2)
+        for method, flops in (("none", 0.0), ("fastadasp_dense", 0.5))]
     keys = {"beam", "audio_s", "method", "flops_target", "token_reduction", "flops_realized", "rtf", "prefill_s",
             "decode_s", "new_tokens", "throughput_tok_s", "kv_bytes", "kv_bytes_full", "peak_mem_bytes", "repeats",
             "spread"}
@@ -78,11 +79,12 @@ def test_long_audio_rows_are_internally_consistent(long_audio):
 
     spec = decoder_stack_spec(AutoConfig.from_pretrained(tiny_model_dir("qwen2_audio")).text_config)
     for r in payload["rows"]:
-        assert r["throughput_tok_s"] == pytest.approx((r["new_tokens"] - 1) / r["decode_s"])
-        assert r["rtf"] * r["audio_s"] >= r["prefill_s"] + r["decode_s"]  # one repeat: medians are that run
-        assert r["prefill_batch_tokens"] == [r["beam"], r["prompt_tokens"]]  # generate prefills every beam
+        copies = r["batch"] * r["beam"]
+        assert r["throughput_tok_s"] == pytest.approx(r["batch"] * (r["new_tokens"] - 1) / r["decode_s"])
+        assert r["rtf"] * r["audio_s"] * r["batch"] >= r["prefill_s"] + r["decode_s"]  # one repeat: medians = that run
+        assert r["prefill_batch_tokens"] == [copies, r["prompt_tokens"]]  # generate prefills every beam
         assert r["audio_tokens"] == 750 + 125  # 30 s + 5 s windows at 25 tokens/s
-        assert r["kv_bytes_full"] == r["beam"] * kv_cache_bytes(spec, [r["prompt_tokens"]] * spec.num_layers, 4)
+        assert r["kv_bytes_full"] == copies * kv_cache_bytes(spec, [r["prompt_tokens"]] * spec.num_layers, 4)
         assert r["peak_mem_bytes"] >= 0
         if r["method"] == "none":
             assert r["flops_realized"] == r["token_reduction"] == 0 and r["kv_bytes"] == r["kv_bytes_full"]
@@ -91,6 +93,6 @@ def test_long_audio_rows_are_internally_consistent(long_audio):
             assert abs(r["flops_realized"] - r["flops_target"]) <= 0.01
             assert 0 < r["token_reduction"] < 1 and r["kv_bytes"] < r["kv_bytes_full"]
             kept = r["tokens_per_layer"]
-            assert r["kv_bytes"] == pytest.approx(r["beam"] * kv_cache_bytes(spec, kept[:-1], 4))
-    one, two = (next(r for r in payload["rows"] if r["beam"] == b and r["method"] != "none") for b in (1, 2))
-    assert two["kv_bytes"] == pytest.approx(2 * one["kv_bytes"])
+            assert r["kv_bytes"] == pytest.approx(copies * kv_cache_bytes(spec, kept[:-1], 4))
+    reduced = [r for r in payload["rows"] if r["method"] != "none"]
+    assert len({tuple(r["tokens_per_layer"]) for r in reduced}) == 1  # the same clip: the same plan in every cell
