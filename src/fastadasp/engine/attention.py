@@ -170,25 +170,35 @@ class DeferredReceived:
         chunk = max(CHUNK_ROWS[device][0], CHUNK_BYTES[device] // max(1, 4 * b * h * m))
         received = torch.zeros(b, m, dtype=torch.float32, device=q.device)
         ends = list(range(min(chunk, t), t, chunk)) + [t]
-        # causal: keys after a chunk's last query receive nothing from it; the
-        # columns are ascending, so each chunk needs only a prefix of them
-        widths = (torch.searchsorted(columns, torch.tensor(ends, device=columns.device)[None].expand(b, -1).contiguous())
-                  .max(0).values.tolist() if self.causal else [m] * len(ends))
-        s = 0
-        for e, w in zip(ends, widths):
-            if w > 0:
-                logp = torch.matmul(q[:, :, :, s:e], kt[..., :w])  # (B, Hkv, g, c, w)
-                if self.mask is not None:
-                    rows = self.mask[..., s:e, :] if self.per_row else self.mask
-                    idx = cols[:, None, None, None, :w].expand(b, *rows.shape[1:4], w)
-                    m_cols = rows.expand(b, *rows.shape[1:]).gather(4, idx)
-                    logp = logp.masked_fill_(~m_cols, float("-inf")) if m_cols.dtype == torch.bool else logp.add_(m_cols)
-                if self.causal:
-                    q_pos = torch.arange(s, e, device=q.device)[:, None]
-                    logp = logp.masked_fill_(cols[:, None, None, None, :w] > q_pos, float("-inf"))
-                received[:, :w] += logp.exp_().view(b, -1, w).sum(1)
-            s = e
+        starts = [0] + ends[:-1]
+        if self.causal:  # columns are ascending: a chunk of queries s..e-1 sees a prefix of them,
+            # all of it up to column s (no mask needed there), the rest only below the diagonal
+            bounds = torch.tensor(starts + [e - 1 for e in ends], device=columns.device)[None].expand(b, -1)
+            counts = torch.searchsorted(columns, bounds.contiguous(), right=True)
+            n = len(ends)
+            free = counts[:, :n].min(0).values.tolist()
+            widths = counts[:, n:].max(0).values.tolist()
+        else:
+            free, widths = [m] * len(ends), [m] * len(ends)
+        for s, e, lo, hi in zip(starts, ends, free, widths):
+            for a, z, diagonal in ((0, lo, False), (lo, hi, True)):
+                if z > a:
+                    received[:, a:z] += self._mass(q[:, :, :, s:e], kt[..., a:z], cols[:, a:z], s, e, diagonal)
         return received.masked_fill(columns >= t, 0.0)
+
+    def _mass(self, q: Tensor, kt: Tensor, cols: Tensor, s: int, e: int, diagonal: bool) -> Tensor:
+        """Mass that queries ``s..e-1`` give keys ``cols`` ``(B, w)``."""
+        b, w = cols.shape
+        logp = torch.matmul(q, kt)  # (B, Hkv, g, c, w) log-probabilities
+        if self.mask is not None:
+            rows = self.mask[..., s:e, :] if self.per_row else self.mask
+            idx = cols[:, None, None, None, :].expand(b, *rows.shape[1:4], w)
+            m_cols = rows.expand(b, *rows.shape[1:]).gather(4, idx)
+            logp = logp.masked_fill_(~m_cols, float("-inf")) if m_cols.dtype == torch.bool else logp.add_(m_cols)
+        if diagonal:
+            q_pos = torch.arange(s, e, device=q.device)[:, None]
+            logp = logp.masked_fill_(cols[:, None, None, None, :] > q_pos, float("-inf"))
+        return logp.exp_().view(b, -1, w).sum(1)
 
 
 def attention_with_lse(
