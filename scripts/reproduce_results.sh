@@ -12,8 +12,8 @@ OUT=${OUT:-results/runs/whisper_tiny_en}
 FLOPS=0.1,0.2,0.3,0.4,0.5
 status=0
 # resume=true: an interrupted sweep continues where it stopped; finished runs are only re-summarised.
-# The dense-task methods come first under both budget models, then the single-layer baselines,
-# A-ToMe, and the seeded random baselines (3 seeds).
+# Order: every method once under budget=flops first (random baselines with seed 0), then the paper's
+# budget model, then the other two seeds of the random baselines.
 sweep() {  # sweep <set> <budget> <name> <overrides...>
   local s=$1 budget=$2 name=$3; shift 3
   "$PY" run.py -m dataset="$s" batch_size=16 budget="$budget" resume=true flops=$FLOPS "$@" \
@@ -22,11 +22,14 @@ sweep() {  # sweep <set> <budget> <name> <overrides...>
 for s in ${@:-demo demo_dense}; do
   "$PY" run.py dataset="$s" batch_size=16 method=none resume=true hydra.run.dir="$OUT/$s/full" || status=1
   for budget in flops paper; do sweep "$s" $budget dense method=fastadasp_dense method.schedule=constant,decay; done
-  for budget in flops paper; do sweep "$s" $budget single_layer method=fastadasp_sparse,fastv; done
-  # A-ToMe as the paper ran it under the paper's budget model (uncapped); capped to the target otherwise
+  sweep "$s" flops single_layer method=fastadasp_sparse,fastv
+  # A-ToMe capped to the target under the analytic budget; uncapped (as the paper ran it) under the paper's
   sweep "$s" flops atome method=atome method.cap_to_budget=true
+  sweep "$s" flops random_seed0 method=random_merge,random_evict seed=0
+  sweep "$s" paper single_layer method=fastadasp_sparse,fastv
   sweep "$s" paper atome method=atome method.cap_to_budget=false
-  for budget in flops paper; do sweep "$s" $budget random method=random_merge,random_evict seed=0,1,2; done
+  sweep "$s" paper random_seed0 method=random_merge,random_evict seed=0
+  for budget in flops paper; do sweep "$s" $budget random_seed12 method=random_merge,random_evict seed=1,2; done
 done
 # non-zero when any job failed (e.g. an unreachable paper budget): see the sweeps' logs
 exit $status
