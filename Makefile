@@ -44,8 +44,11 @@ demo: data ## full tokens vs FastAdaSP dense at several budgets on the demo set
 bench: data ## Whisper tiny.en encoder speed: full vs flops=0.5, side by side
 	$(PY) scripts/benchmark_whisper.py
 
-bench-llm: setup ## speech-LLM prefill/decode/batch/KV benchmark on a Qwen2-Audio-shaped random LLM (~7 min)
+bench-llm: setup ## speech-LLM prefill/decode/batch/KV benchmark on a Qwen2-Audio-shaped random LLM (~10 min)
 	$(PY) scripts/benchmark_speech_lm.py --decode-method weighted
+
+bench-long: setup ## long-audio RTF/prefill/decode/KV/memory grid, talk Table 12 layout (~4 min on CPU)
+	$(PY) scripts/benchmark_long_audio.py
 
 tiny-models: setup ## build the tiny random Qwen2-Audio and Audio Flamingo 3 (tests build them on demand)
 	$(PY) scripts/build_tiny_models.py

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 import resource
 import statistics
 import threading
@@ -49,19 +48,10 @@ __all__ = [
 
 # -- device and clocks --------------------------------------------------------------
 def device_name(device: str | torch.device = "cpu") -> str:
-    """The GPU's name, else the CPU model from /proc/cpuinfo, with the thread count."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({torch.get_num_threads()} torch threads)"
+    """The GPU's name, else the CPU model with the thread count (as metrics.json records it)."""
+    from .provenance import device_name as describe
+
+    return describe(device)
 
 
 def synchronize(device: str | torch.device) -> None:
