@@ -27,3 +27,12 @@ def test_dense_clips_fill_most_of_the_encoder_window(tmp_path):
     # share of Whisper's 1,500 encoder positions (30 s) that hold speech rather than padding
     assert sum(durations) / (30.0 * len(durations)) > 0.7
     assert all(len(s.text.split()) > 50 for s in samples)
+
+
+def test_calibration_set_shares_no_sentence_with_the_demo_sets(tmp_path):
+    from fastadasp.data.demo_set import CALIBRATION_SENTENCES, calibration_samples
+
+    samples = calibration_samples(tmp_path / "calib")
+    assert len(samples) == len(CALIBRATION_SENTENCES) == 16
+    assert not set(CALIBRATION_SENTENCES) & set(SENTENCES)
+    assert all(sf.info(str(s.audio_path)).duration > 1.0 for s in samples)

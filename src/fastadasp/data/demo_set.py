@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 __all__ = ["SENTENCES", "VOICES", "SPEEDS", "DemoItem", "demo_plan", "dense_plan", "build_demo_set",
-           "demo_samples", "dense_demo_samples"]
+           "demo_samples", "dense_demo_samples", "CALIBRATION_SENTENCES", "calibration_samples"]
 
 SENTENCES: tuple[str, ...] = (
     "The old lighthouse keeper climbed the stairs every evening before sunset.",
@@ -79,6 +79,26 @@ SENTENCES: tuple[str, ...] = (
     "The chef cut the vegetables into thin strips for the salad.",
     "Every winter the pond freezes and people skate across it.",
     "The quiet town changed a lot after the factory closed.",
+)
+#: held-out sentences (none of them in SENTENCES) for calibration, e.g. Transfer-Entropy layer
+#: selection, so calibration never sees the evaluation text
+CALIBRATION_SENTENCES: tuple[str, ...] = (
+    "The gardener planted a row of young pear trees along the fence.",
+    "A light fog rolled in from the harbour just after midnight.",
+    "Our neighbours invited us to dinner on the first warm evening of spring.",
+    "The engineer checked every bolt on the crane before the lift.",
+    "Thousands of people gathered in the park to watch the fireworks.",
+    "The old piano in the hall has not been tuned for years.",
+    "He carried the heavy boxes up four flights of stairs.",
+    "The market stall sold honey, cheese and fresh eggs from the farm.",
+    "A young fox crossed the field and vanished into the woods.",
+    "The radio announcer read the weather report twice that morning.",
+    "Please close the windows before the rain starts this evening.",
+    "The baker wakes at four to prepare the dough for the day.",
+    "Seven sailors repaired the torn sail while the ship waited in port.",
+    "The choir sang softly as the lights dimmed in the church.",
+    "We followed a narrow path that climbed toward the waterfall.",
+    "The clerk stamped the form and handed it back with a smile.",
 )
 VOICES: tuple[str, ...] = ("en-us", "en-gb+f3")
 SPEEDS: tuple[int, ...] = (130, 145, 160)  # espeak-ng words per minute
@@ -250,3 +270,13 @@ def dense_demo_samples(root: str | Path, limit: int | None = None) -> list:
     from .manifest import load_manifest
 
     return load_manifest(build_demo_set(root, plan=dense_plan(), max_seconds=DENSE_MAX_S), limit=limit)
+
+
+def calibration_samples(root: str | Path, limit: int | None = None) -> list:
+    """16 held-out espeak-ng utterances (``dataset=demo_calib``): sentences that appear in
+    neither demo set, for calibration (Transfer-Entropy layer selection)."""
+    from .manifest import load_manifest
+
+    plan = [DemoItem(f"calib_{i:03d}", p.text, p.voice, p.speed)
+            for i, p in enumerate(demo_plan(CALIBRATION_SENTENCES))]
+    return load_manifest(build_demo_set(root, plan=plan), limit=limit)
