@@ -31,5 +31,8 @@ for s in ${@:-demo demo_dense}; do
   sweep "$s" paper random_seed0 method=random_merge,random_evict seed=0
   for budget in flops paper; do sweep "$s" $budget random_seed12 method=random_merge,random_evict seed=1,2; done
 done
+# ablation behind the method ordering (results/README.md): FastAdaSP's selection with a plain mean
+"$PY" run.py dataset=demo_dense batch_size=16 method=fastadasp_dense method.weighted=false flops=0.5 resume=true \
+  hydra.run.dir="$OUT/demo_dense/flops/ablation/plain_mean_flops0.5" || status=1
 # non-zero when any job failed (e.g. an unreachable paper budget): see the sweeps' logs
 exit $status
