@@ -59,7 +59,7 @@ tables: setup ## tables (Markdown + LaTeX) and plots from every metrics.json und
 notebook: setup ## run notebooks/analysis.py on results/ into notebooks/analysis.ipynb (git-ignored)
 	$(PY) -c "import jupytext, nbclient; nb = jupytext.read('notebooks/analysis.py'); nbclient.NotebookClient(nb, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); jupytext.write(nb, 'notebooks/analysis.ipynb')"
 
-results: data ## regenerate the shipped Whisper tiny.en sweeps on both demo sets into results/runs (about 1-2 h on 1 CPU core)
+results: data ## regenerate (or resume) the shipped Whisper tiny.en sweeps on both demo sets into results/runs (several hours on CPU)
 	bash scripts/reproduce_results.sh
 
 merge: setup ## combine shard folders: make merge SHARDS="dir0 dir1 ..." OUT=dir
