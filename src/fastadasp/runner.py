@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import ConfigError, RunSettings, validate
-from .data.audio import AudioError
-from .data.manifest import Sample
+from .data.manifest import Sample, read_audios
 from .engine import Budget
 from .instantiate import instantiate
 from .models.base import SpeechModel
@@ -196,14 +195,9 @@ def evaluate(
     try:
         with folder.predictions.open("a", encoding="utf-8") as fh:
             for batch in _batches(todo, batch_size):
-                ready, audios, batch_failures = [], [], []
-                for sample in batch:
-                    try:
-                        audios.append(sample.load_audio(16000))
-                        ready.append(sample)
-                    except AudioError as exc:
-                        batch_failures.append({"id": sample.id, "error": str(exc)})
-                        globals()["log"].warning("skipped %s: %s", sample.id, exc)
+                ready, audios, batch_failures = read_audios(batch)
+                for failure in batch_failures:
+                    globals()["log"].warning("skipped %s: %s", failure["id"], failure["error"])
                 failures.extend(batch_failures)
                 new_rows = []
                 if ready:

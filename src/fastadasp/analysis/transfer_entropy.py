@@ -40,8 +40,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..data.audio import AudioError
-from ..data.manifest import Sample
+from ..data.manifest import Sample, read_audios
 from ..engine import Budget
 from ..instantiate import instantiate as _instantiate
 from ..reduction import (
@@ -404,14 +403,9 @@ def main(cfg: Any, log: Callable[[str], None] = print) -> dict:
     model = _instantiate(cfg.model)
     if not callable(getattr(model, "prefill", None)):
         raise TypeError(f"{type(model).__name__} has no prefill(audios, prompt, reducer, keys): TE cannot run it")
-    used, audios, failures = [], [], []
-    for s in samples:
-        try:
-            audios.append(s.load_audio(16000))
-            used.append(s)
-        except AudioError as exc:
-            failures.append({"id": s.id, "error": str(exc)})
-            log(f"skipped {s.id}: {exc}")
+    used, audios, failures = read_audios(samples)
+    for failure in failures:
+        log(f"skipped {failure['id']}: {failure['error']}")
     if not used:
         raise RuntimeError(f"no calibration utterance could be read; failures: {failures[:5]}")
     prompts = [task.prompt(model.family, s) for s in used]

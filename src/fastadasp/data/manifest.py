@@ -20,7 +20,7 @@ import numpy as np
 
 from .audio import read_audio
 
-__all__ = ["ManifestError", "Sample", "load_manifest", "write_manifest"]
+__all__ = ["ManifestError", "Sample", "load_manifest", "read_audios", "write_manifest"]
 
 _RESERVED = ("id", "audio", "text")
 
@@ -41,6 +41,23 @@ class Sample:
     def load_audio(self, sr: int = 16000) -> np.ndarray:
         """Read this sample's audio as float32 mono at `sr` (raises AudioError)."""
         return read_audio(self.audio_path, target_sr=sr)
+
+
+def read_audios(samples, sr: int = 16000) -> tuple[list["Sample"], list[np.ndarray], list[dict]]:
+    """Read each sample's audio: ``(readable samples, their audio, failures)``.
+
+    A sample whose audio is missing, unreadable, empty or not finite becomes a
+    failure ``{"id", "error"}`` with the reason; any other error propagates."""
+    from .audio import AudioError
+
+    ready, audios, failures = [], [], []
+    for sample in samples:
+        try:
+            audios.append(sample.load_audio(sr))
+            ready.append(sample)
+        except AudioError as exc:
+            failures.append({"id": sample.id, "error": str(exc)})
+    return ready, audios, failures
 
 
 def _parse_line(
