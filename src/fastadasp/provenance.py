@@ -70,7 +70,7 @@ def resolved_config(cfg: Any) -> Any:
 
     def walk(node: Any, key: Any) -> Any:
         try:
-            value = node[key] if not OmegaConf.is_list(node) else node[key]
+            value = node[key]
         except (InterpolationResolutionError, MissingMandatoryValue, ValueError):
             return OmegaConf.to_container(node, resolve=False)[key]
         if OmegaConf.is_dict(value):

@@ -44,7 +44,7 @@ from .tasks.definition import Task, sample_fields
 
 __all__ = ["Task", "evaluate", "main", "summarize", "ModelCache", "MODEL_CACHE", "EXPECTED_ERRORS"]
 
-log = logging.getLogger("fastadasp.runner")
+logger = logging.getLogger("fastadasp.runner")
 
 #: keys of a prediction row that are per-sample costs, not averaged as ``mean_<key>``
 _ROW_NON_COSTS = {"flops_realized", "index"}
@@ -86,7 +86,7 @@ class _Progress:
             rate = (self.done - self.bar.n) / elapsed if elapsed > 0 else 0.0
             eta = (self.total - self.done) / rate if rate > 0 else math.inf
             eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-            log.info("%d/%d samples, %.2f samples/s, ETA %s, %d failed, audio tokens kept %s",
+            logger.info("%d/%d samples, %.2f samples/s, ETA %s, %d failed, audio tokens kept %s",
                      self.done, self.total, rate, eta_s, self.failed, kept)
             self._next_log = self.done + self.every
 
@@ -172,7 +172,7 @@ def evaluate(
 
     ``identity`` is what ``resume`` must match (default: method, budget, model
     name, task name and the sample listing's fingerprint)."""
-    say = log or globals()["log"].info
+    say = log or logger.info
     folder = RunFolder(out_dir)
     if identity is None:
         identity = {"method": method.describe(), "budget": vars(budget), "model": model.name, "task": task.name,
@@ -181,7 +181,7 @@ def evaluate(
     kept = folder.check(identity, resume=resume, overwrite=overwrite)
     done = {r["id"]: r for r in kept if r["id"] in index_of}
     if len(done) < len(kept):
-        globals()["log"].warning("%s: ignored %d finished rows whose ids are not in this run's samples",
+        logger.warning("%s: ignored %d finished rows whose ids are not in this run's samples",
                                  folder.predictions, len(kept) - len(done))
     folder.start(identity, list(done.values()))
     failures: list[dict] = []
@@ -197,7 +197,7 @@ def evaluate(
             for batch in _batches(todo, batch_size):
                 ready, audios, batch_failures = read_audios(batch)
                 for failure in batch_failures:
-                    globals()["log"].warning("skipped %s: %s", failure["id"], failure["error"])
+                    logger.warning("skipped %s: %s", failure["id"], failure["error"])
                 failures.extend(batch_failures)
                 new_rows = []
                 if ready:
@@ -207,7 +207,7 @@ def evaluate(
                     for sample, gen in zip(ready, gens):
                         row = _row(sample, index_of[sample.id], task, gen)
                         if row.get("truncated_s", 0) > 0 and not warned_truncation:
-                            globals()["log"].warning(
+                            logger.warning(
                                 "%s: %.1f s of audio beyond what %s can take were cut (truncated_s in the row; "
                                 "counted in metrics.json)", sample.id, row["truncated_s"], model.name)
                             warned_truncation = True
@@ -272,7 +272,7 @@ class ModelCache:
             self._key = key
             self.loads += 1
         else:
-            log.info("reusing the loaded model (same model config as the previous job)")
+            logger.info("reusing the loaded model (same model config as the previous job)")
         return self._model
 
     def clear(self) -> None:
