@@ -283,3 +283,12 @@ def test_speech_lm_through_run_py_config_batched_equals_one_by_one(manifest, tmp
         runs[bs] = rows_of(tmp_path / f"{method}{bs}")
     for a, b in zip(runs[1], runs[3]):
         assert a["prediction"] == b["prediction"] and a["kv_reduction"] == pytest.approx(b["kv_reduction"])
+
+
+def test_a_missing_dataset_root_names_the_key(tmp_path):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["dataset=librispeech", f"output_dir={tmp_path}"])
+    cache = ModelCache()
+    with pytest.raises(ConfigError, match=r"dataset.root is required for dataset 'librispeech': add dataset.root="):
+        main(cfg, model_cache=cache)
+    assert cache.loads == 0

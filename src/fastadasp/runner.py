@@ -307,7 +307,14 @@ def _dataset(cfg: Any) -> tuple[list[Sample], dict]:
     from .data.dataset import load_dataset
 
     choice = HydraConfig.get().runtime.choices.get("dataset") if HydraConfig.initialized() else None
-    samples, info = load_dataset(cfg.dataset, default_name=choice)
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        samples, info = load_dataset(cfg.dataset, default_name=choice)
+    except MissingMandatoryValue as exc:
+        key = f"dataset.{exc.full_key}"
+        raise ConfigError(f"{key} is required for dataset {cfg.dataset.get('corpus') or choice!r}: "
+                          f"add {key}=... (see the comment in its configs/dataset/ file)") from exc
     if not samples:
         raise ConfigError(f"dataset {info['name']!r} has no samples (limit={cfg.get('limit')})")
     return samples, info
