@@ -146,9 +146,23 @@ def test_resume_redoes_a_partial_last_line_and_ignores_foreign_rows(tiny_whisper
     assert "partial last line" in caplog.text and "predictions.jsonl" in caplog.text
     assert "not in this run's samples" in caplog.text
     assert metrics["num_samples"] == 3
+    assert metrics["timed_samples"] == 1  # the redone row; the killed session left no timing
     got = {r["id"]: r["prediction"] for r in rows_of(out)}
     assert got == {r["id"]: r["prediction"] for r in rows_of(full)}
     assert metrics["metrics"] == json.loads((full / "metrics.json").read_text())["metrics"]
+
+
+def test_resuming_a_finished_run_keeps_its_timing(tiny_whisper_dir, manifest, tmp_path):
+    """resume=true over a finished run only re-summarises it: the generation
+    time and throughput of the session that did the work survive."""
+    out = tmp_path / "t"
+    first = main(cfg_for(tiny_whisper_dir, manifest, out, "limit=2", "method=fastadasp_dense", "flops=0.3"))
+    again = main(cfg_for(tiny_whisper_dir, manifest, out, "limit=2", "method=fastadasp_dense", "flops=0.3",
+                         "resume=true"))
+    assert first["timed_samples"] == again["timed_samples"] == 2
+    assert first["wall_s"] <= again["wall_s"] < first["wall_s"] + 1.0
+    assert again["samples_per_s"] == pytest.approx(first["samples_per_s"], rel=0.5)
+    assert again["metrics"] == first["metrics"]
 
 
 def test_rerun_into_a_folder_with_results_is_refused_and_overwrite_replaces(tiny_whisper_dir, manifest, tmp_path):

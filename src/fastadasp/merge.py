@@ -22,7 +22,7 @@ from .run_folder import RunFolderError, identity_diff, write_json_atomic
 __all__ = ["merge_shards", "main"]
 
 #: metrics.json keys that describe one process, not the evaluation
-_PER_PROCESS = {"wall_s", "samples_per_s", "shard", "failures", "num_failed", "metrics", "config"}
+_PER_PROCESS = {"wall_s", "timed_samples", "samples_per_s", "shard", "failures", "num_failed", "metrics", "config"}
 
 
 def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:
@@ -57,7 +57,8 @@ def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:
     merged |= summarize(rows, failures, task)
     merged |= {
         "shard": {"index": None, "count": count, "merged_from": [str(d) for d in sorted(seen.values())]},
-        "wall_s": sum(m["wall_s"] for _, _, _, m in loaded),
+        "wall_s": sum(m["wall_s"] for _, _, _, m in loaded),  # machine time; the shards ran side by side
+        "timed_samples": sum(m.get("timed_samples", 0) for _, _, _, m in loaded),
         "samples_per_s": None,
         "config": first.get("config"),
     }

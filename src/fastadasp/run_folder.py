@@ -170,6 +170,22 @@ class RunFolder:
         self._rows = rows
         return rows
 
+    def earlier_timing(self) -> tuple[float, int]:
+        """``(seconds, samples generated in them)`` of the sessions that
+        produced the kept rows, from the metrics.json they left (a session
+        killed before writing it left none: its time is unknown, 0)."""
+        if self._overwrite or not self._rows or not self.metrics.is_file():
+            return 0.0, 0
+        try:
+            saved = json.loads(self.metrics.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return 0.0, 0
+        wall = float(saved.get("wall_s") or 0.0)
+        timed = saved.get("timed_samples")
+        if timed is None:  # written before timed_samples existed
+            timed = round((saved.get("samples_per_s") or 0.0) * wall)
+        return wall, int(timed)
+
     def start(self, identity: Mapping[str, Any], keep_rows: Sequence[dict]) -> None:
         """Called once every check has passed: write the identity, replace or
         repair the predictions file so appends continue a clean file."""

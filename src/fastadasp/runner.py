@@ -183,6 +183,7 @@ def evaluate(
     if len(done) < len(kept):
         logger.warning("%s: ignored %d finished rows whose ids are not in this run's samples",
                                  folder.predictions, len(kept) - len(done))
+    earlier_s, earlier_timed = folder.earlier_timing() if done else (0.0, 0)
     folder.start(identity, list(done.values()))
     failures: list[dict] = []
     rows: list[dict] = list(done.values())
@@ -217,8 +218,9 @@ def evaluate(
                 progress.update(new_rows, len(batch_failures))
     finally:
         progress.close()
-    wall_s = time.perf_counter() - start
-    new = len(rows) - len(done)
+    # a resumed run adds this session's time to the earlier sessions' (re-summarising a finished run keeps it)
+    wall_s = earlier_s + time.perf_counter() - start
+    timed = earlier_timed + len(rows) - len(done)
     metrics = {
         "model": model.name,
         "task": task.name,
@@ -228,7 +230,8 @@ def evaluate(
         "flops_target": budget.flops,
         **summarize(rows, failures, task),
         "wall_s": wall_s,
-        "samples_per_s": new / wall_s if wall_s > 0 and new else None,
+        "timed_samples": timed,
+        "samples_per_s": timed / wall_s if wall_s > 0 and timed else None,
         **(run_info or {}),
     }
     write_json_atomic(folder.metrics, metrics)
