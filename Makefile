@@ -9,7 +9,7 @@ DEMO_DATA := data/demo_asr/manifest.jsonl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data tiny-models test test-fast demo bench bench-llm bench-long tables notebook results merge spice clean
+.PHONY: help setup system-deps data tiny-models test test-fast demo bench bench-llm bench-long bench-gpu check-device tables notebook results merge spice clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,15 @@ bench-llm: setup ## speech-LLM prefill/decode/batch/KV benchmark on a Qwen2-Audi
 
 bench-long: setup ## long-audio RTF/prefill/decode/KV/memory grid, talk Table 12 layout (~4 min on CPU)
 	$(PY) scripts/benchmark_long_audio.py
+
+bench-gpu: setup ## on a CUDA machine: Qwen-7B-shaped bf16 prefill (3000/12000 tokens), beam-5 decode (120/240 s), batch 8
+	$(PY) scripts/benchmark_speech_lm.py --preset qwen-7b --device cuda --dtype bfloat16 --audio-tokens 3000 12000 \
+	  --prefill-variants 0 1 2 --repeats 5 --max-repeats 9 --decode-audio-tokens 3000 6000 --new-tokens 64 \
+	  --decode-repeats 3 --batch-audio-tokens 3000 --batch-size 8 --batch-new-tokens 32 --op-profile \
+	  --json results/benchmarks/gpu/qwen7b_bf16.json
+
+check-device: setup ## on a CUDA machine: every method gives on the GPU what it gives on the CPU (~1 min)
+	$(PY) scripts/check_device.py --device cuda --json results/benchmarks/gpu/check_device.json
 
 tiny-models: setup ## build the tiny random Qwen2-Audio and Audio Flamingo 3 (tests build them on demand)
 	$(PY) scripts/build_tiny_models.py

@@ -148,29 +148,45 @@ def test_probed_attention_matches_explicit_softmax():
 
 def count_host_reads(monkeypatch) -> list:
     """Record every ``item``/``tolist``/``bool``/``int``/``float`` of a tensor
-    called from the project's code (not from torch or transformers)."""
+    (device-to-host reads) and every ``torch.tensor``/``torch.as_tensor`` of
+    host data (host-to-device copies on a GPU; both synchronise it) called
+    from the project's code (not from torch or transformers)."""
     import sys
 
     reads = []
-    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
-        original = getattr(torch.Tensor, name)
 
-        def wrapper(self, *a, _original=original, _name=name, **k):
+    def record(name, owner, original):
+        def wrapper(*a, **k):
             caller = sys._getframe(1).f_code.co_filename
             if "fastadasp" in caller:
-                reads.append((_name, caller.rsplit("/", 1)[-1], sys._getframe(1).f_lineno))
-            return _original(self, *a, **k)
+                reads.append((name, caller.rsplit("/", 1)[-1], sys._getframe(1).f_lineno))
+            return original(*a, **k)
 
-        monkeypatch.setattr(torch.Tensor, name, wrapper)
+        monkeypatch.setattr(owner, name, wrapper)
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+        record(name, torch.Tensor, getattr(torch.Tensor, name))
+    for name in ("tensor", "as_tensor"):
+        record(name, torch, getattr(torch, name))
     return reads
 
 
-def test_reduced_layers_read_the_device_once_per_reduction(tiny_whisper, features, monkeypatch):
-    """Per reducing layer, the only device-to-host read is the reduction's
-    output length (a shape); masks, padding and span counts are host-side.
-    Counted on the full-probe path (the one GPUs take)."""
+def reads_per_layer(defer: bool, causal: bool) -> list:
+    """Device reads per reducing layer: the output length (a shape) on every path;
+    with the deferred received mass (weighted merges, CPU and CUDA) also how many
+    keys are grouped, and in a causal stack how far each query chunk reaches into
+    them (the sizes of the matmuls that follow)."""
+    return [("tolist", "ops.py")] + [("__int__", "reducer.py")] * defer + [("tolist", "attention.py")] * (defer and causal)
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_reduced_layers_read_the_device_once_per_reduction(tiny_whisper, features, monkeypatch, defer):
+    """Per reducing layer, the device-to-host reads are the sizes of what
+    comes next (reads_per_layer) and nothing is copied host-to-device: masks,
+    padding, span counts and ratios are planned once per forward. Both the
+    chunked probe and the deferred mass."""
     red = reducer(tiny_whisper, FastAdaSPDense(), 0.5)
-    red._defer = False
+    red._defer = defer
     with red, red.forward_state(torch.zeros(2, 1500, dtype=torch.long), None, ["a", "b"]):
         reads = count_host_reads(monkeypatch)  # planning the budget reads the layout once, before
         h = torch.randn(2, 1500, tiny_whisper.config.d_model)
@@ -178,12 +194,13 @@ def test_reduced_layers_read_the_device_once_per_reduction(tiny_whisper, feature
             for layer in tiny_whisper.model.encoder.layers:
                 h = layer(h, None)
         monkeypatch.undo()
-    assert [r[:2] for r in reads] == [("tolist", "ops.py")] * 4, reads
+    assert [r[:2] for r in reads] == reads_per_layer(defer, causal=False) * 4, reads
 
 
-def test_decoder_prefill_and_decode_read_the_device_once_per_reduction(monkeypatch):
-    """The same for a left-padded speech-LLM batch: one read per reducing
-    layer in the prefill, none in the decode steps."""
+@pytest.mark.parametrize("defer", [False, True])
+def test_decoder_prefill_and_decode_read_the_device_once_per_reduction(monkeypatch, defer):
+    """The same for a left-padded speech-LLM batch: the same reads per
+    reducing layer in the prefill, none in the decode steps."""
     import numpy as np
 
     from fastadasp.models.qwen2_audio import Qwen2AudioModel
@@ -194,10 +211,10 @@ def test_decoder_prefill_and_decode_read_the_device_once_per_reduction(monkeypat
     inputs, segments = lm.prepare(audios, "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe the audio.")
     assert not bool(inputs["attention_mask"].all())
     red = lm.reducer(FastAdaSPDense(), Budget(0.4))
-    red._defer = False
+    red._defer = defer
     with red, red.forward_state(segments, inputs["attention_mask"], ["a", "b"]), torch.inference_mode():
         reads = count_host_reads(monkeypatch)
         out = lm.model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
         monkeypatch.undo()
     assert out.shape[1] == inputs["input_ids"].shape[1] + 4
-    assert [r[:2] for r in reads] == [("tolist", "ops.py")] * len(lm.language_model.layers), reads
+    assert [r[:2] for r in reads] == reads_per_layer(defer, causal=True) * len(lm.language_model.layers), reads

@@ -39,6 +39,7 @@ __all__ = [
     "ForwardMarks",
     "markdown_table",
     "write_json",
+    "QWEN_7B",
     "random_qwen2_lm",
     "llm_prompts",
     "llm_reducer",
@@ -201,51 +202,72 @@ def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path
 
 
 # -- the random Qwen2-shaped LLM ---------------------------------------------------------
-def random_qwen2_lm(hidden: int, layers: int, seed: int = 0, vocab: int = 4096, max_positions: int = 16384):
-    """A random Qwen2 decoder (Qwen2-Audio's LLM block, scaled): heads of 64,
-    as many KV heads as heads (Qwen-7B has no GQA), SwiGLU 2.75x, float32, SDPA."""
+#: Qwen-7B, the language model of Qwen2-Audio-7B (and of Qwen-Audio): 32 layers of width
+#: 4096, 32 heads of 128 with as many KV heads, SwiGLU 11008, vocabulary 151936
+QWEN_7B = {"hidden": 4096, "layers": 32, "heads": 32, "intermediate": 11008, "vocab": 151936}
+
+
+def random_qwen2_lm(hidden: int, layers: int, seed: int = 0, vocab: int = 4096, max_positions: int = 16384,
+                    heads: int | None = None, intermediate: int | None = None,
+                    dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    """A random Qwen2 decoder (Qwen2-Audio's LLM block, scaled): by default heads
+    of 64, as many KV heads as heads (Qwen-7B has no GQA), SwiGLU 2.75x, SDPA.
+    Built directly on ``device`` in ``dtype`` (a 7B-shaped model never passes
+    through host memory in float32); the seed makes the weights reproducible
+    per device."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    heads = max(1, hidden // 64)
+    heads = heads or max(1, hidden // 64)
     config = Qwen2Config(
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=heads,
-        intermediate_size=64 * round(hidden * 2.75 / 64),  # 1024 -> 2816
+        intermediate_size=intermediate or 64 * round(hidden * 2.75 / 64),  # 1024 -> 2816
         vocab_size=vocab,
         max_position_embeddings=max_positions,
         attn_implementation="sdpa",
     )
     torch.manual_seed(seed)
-    return Qwen2ForCausalLM(config).to(torch.float32).eval()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = Qwen2ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    return model.to(dtype).eval()
 
 
 @torch.inference_mode()
 def llm_prompts(model, batch: int, audio: int, text: int, seed: int, text_before: int = 20):
     """A speech-LLM prompt as ``inputs_embeds``: text, an audio span of random
     vectors at the embedding's scale, text. Returns ``embeds (B, T, d)``,
-    ``attention_mask (B, T)`` and ``segments (B, T)`` (0 on the audio, -1 elsewhere)."""
+    ``attention_mask (B, T)`` and ``segments (B, T)`` (0 on the audio, -1
+    elsewhere), on the model's device; the draws are made on the host, so a
+    seed gives the same prompt on every device."""
     g = torch.Generator().manual_seed(seed)
     emb = model.model.embed_tokens
+    device = emb.weight.device
     before = min(text_before, text)
     vocab, d = emb.weight.shape
     parts = [
-        emb(torch.randint(0, vocab, (batch, before), generator=g)),
-        torch.randn(batch, audio, d, generator=g) * float(emb.weight.std()),
-        emb(torch.randint(0, vocab, (batch, text - before), generator=g)),
+        emb(torch.randint(0, vocab, (batch, before), generator=g).to(device)),
+        (torch.randn(batch, audio, d, generator=g) * float(emb.weight.float().std())).to(device, emb.weight.dtype),
+        emb(torch.randint(0, vocab, (batch, text - before), generator=g).to(device)),
     ]
     embeds = torch.cat(parts, dim=1).to(model.dtype).contiguous()
-    segments = torch.full(embeds.shape[:2], -1, dtype=torch.long)
+    segments = torch.full(embeds.shape[:2], -1, dtype=torch.long, device=device)
     segments[:, before : before + audio] = 0
-    return embeds, torch.ones(embeds.shape[:2], dtype=torch.long), segments
+    return embeds, torch.ones(embeds.shape[:2], dtype=torch.long, device=device), segments
 
 
-def llm_reducer(model, spec: StackSpec, method: ReductionMethod, flops: float, profile: bool = True) -> TokenReducer:
+def llm_reducer(model, spec: StackSpec, method: ReductionMethod, flops: float, profile: bool = True,
+                positions: str = "keep") -> TokenReducer:
     """The reducer :class:`~fastadasp.models.speech_lm.SpeechLM` builds, over a bare causal LM."""
     from .models.speech_lm import PRE_NORM_DECODER_LAYOUT
 
-    policy = CausalPolicy(model.model.rotary_emb, model.config._attn_implementation, "keep")
+    policy = CausalPolicy(model.model.rotary_emb, model.config._attn_implementation, positions)
     return TokenReducer(model.model.layers, PRE_NORM_DECODER_LAYOUT, method, spec, Budget(flops), policy, profile=profile)
 
 

@@ -161,11 +161,22 @@ class DeferredReceived:
         g = h // hkv
         m = columns.shape[1]
         cols = columns.clamp_max(t - 1)
-        # [q, -lse] . [k, 1] = q . k - lse: one matmul gives the log-probabilities
-        # (in float32: a bf16 log-sum-exp would be off by percents after the exp)
-        q = torch.cat([self.query.float(), -self.lse[..., None]], -1).view(b, hkv, g, t, hd + 1)
-        kc = self.key.gather(2, cols[:, None, :, None].expand(b, hkv, m, hd)).float()
-        kt = torch.cat([kc, kc.new_ones(b, hkv, m, 1)], -1).unsqueeze(2).transpose(-1, -2)  # (B, Hkv, 1, hd+1, m)
+        # [q, -lse] . [k, 1] = q . k - lse: one matmul gives the log-probabilities. They
+        # must come out in float32 (a bf16 log-probability is off by percents after the
+        # exp). Half-precision CUDA inputs stay half, with the log-sum-exp split into two
+        # half-precision parts, and the tensor cores accumulate and return float32
+        # (``bmm(out_dtype=float32)``); elsewhere everything is float32.
+        kc = self.key.gather(2, cols[:, None, :, None].expand(b, hkv, m, hd))
+        half = _half_on_cuda(self.query)
+        if half:
+            hi = self.lse.to(self.query.dtype)
+            lse_parts = torch.stack([hi, (self.lse - hi.float()).to(self.query.dtype)], -1)
+            q = torch.cat([self.query, -lse_parts], -1)
+        else:
+            q, kc = torch.cat([self.query.float(), -self.lse[..., None]], -1), kc.float()
+        extra = q.shape[-1] - hd
+        q = q.view(b, hkv, g, t, hd + extra)
+        kt = torch.cat([kc, kc.new_ones(b, hkv, m, extra)], -1).unsqueeze(2).transpose(-1, -2)  # (B, Hkv, 1, hd+e, m)
         device = q.device.type if q.device.type in CHUNK_BYTES else "default"
         chunk = max(CHUNK_ROWS[device][0], CHUNK_BYTES[device] // max(1, 4 * b * h * m))
         received = torch.zeros(b, m, dtype=torch.float32, device=q.device)
@@ -173,11 +184,12 @@ class DeferredReceived:
         starts = [0] + ends[:-1]
         if self.causal:  # columns are ascending: a chunk of queries s..e-1 sees a prefix of them,
             # all of it up to column s (no mask needed there), the rest only below the diagonal
-            bounds = torch.tensor(starts + [e - 1 for e in ends], device=columns.device)[None].expand(b, -1)
+            first_rows = torch.arange(0, t, chunk, device=columns.device)  # = starts, made on the device
+            bounds = torch.cat([first_rows, (first_rows + chunk).clamp_max(t) - 1])[None].expand(b, -1)
             counts = torch.searchsorted(columns, bounds.contiguous(), right=True)
             n = len(ends)
-            free = counts[:, :n].min(0).values.tolist()
-            widths = counts[:, n:].max(0).values.tolist()
+            sizes = torch.cat([counts[:, :n].min(0).values, counts[:, n:].max(0).values]).tolist()  # one read
+            free, widths = sizes[:n], sizes[n:]
         else:
             free, widths = [m] * len(ends), [m] * len(ends)
         for s, e, lo, hi in zip(starts, ends, free, widths):
@@ -189,7 +201,12 @@ class DeferredReceived:
     def _mass(self, q: Tensor, kt: Tensor, cols: Tensor, s: int, e: int, diagonal: bool) -> Tensor:
         """Mass that queries ``s..e-1`` give keys ``cols`` ``(B, w)``."""
         b, w = cols.shape
-        logp = torch.matmul(q, kt)  # (B, Hkv, g, c, w) log-probabilities
+        if q.dtype == torch.float32:
+            logp = torch.matmul(q, kt)  # (B, Hkv, g, c, w) log-probabilities
+        else:  # half on CUDA: float32 out of the tensor cores
+            bh, g, c, d = b * q.shape[1], q.shape[2], q.shape[3], q.shape[4]
+            logp = torch.bmm(q.reshape(bh, g * c, d), kt.expand(b, q.shape[1], 1, d, w).reshape(bh, d, w),
+                             out_dtype=torch.float32).view(b, q.shape[1], g, c, w)
         if self.mask is not None:
             rows = self.mask[..., s:e, :] if self.per_row else self.mask
             idx = cols[:, None, None, None, :].expand(b, *rows.shape[1:4], w)
@@ -210,9 +227,9 @@ def attention_with_lse(
     is_causal: bool,
     query_valid: Tensor | None = None,
 ) -> tuple[Tensor, DeferredReceived]:
-    """Exact attention through the CPU's fused kernel (the one SDPA runs),
-    which also returns the log-sum-exp; received mass deferred. Same
-    arguments and output layout as :func:`attention_with_received`."""
+    """Exact attention through a fused kernel (the one SDPA runs) that also
+    returns the log-sum-exp; received mass deferred. Same arguments and
+    output layout as :func:`attention_with_received`."""
     b, h, tq, hd = query.shape
     hkv = key.shape[1]
     k, v = (key, value) if hkv == h else (key.repeat_interleave(h // hkv, 1), value.repeat_interleave(h // hkv, 1))
@@ -222,9 +239,7 @@ def attention_with_lse(
             ~kernel_mask, float("-inf"))
     elif kernel_mask is not None:
         kernel_mask = kernel_mask.to(query.dtype)
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        query, k, v, 0.0, is_causal and kernel_mask is None, attn_mask=kernel_mask, scale=scaling
-    )
+    out, lse = _fused_attention_with_lse(query, k, v, kernel_mask, is_causal and kernel_mask is None, scaling)
     if attention_mask is not None:
         out = out.nan_to_num_(0.0)
     lse = lse.float()
@@ -233,6 +248,34 @@ def attention_with_lse(
     mask, per_row = _group_heads(attention_mask, hkv, h // hkv) if attention_mask is not None else (None, False)
     deferred = DeferredReceived(query * scaling, key, lse, mask, per_row, is_causal)
     return out.transpose(1, 2).contiguous(), deferred
+
+
+def _half_on_cuda(x: Tensor) -> bool:
+    return x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16)
+
+
+def _fused_attention_with_lse(
+    query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None, is_causal: bool, scale: float
+) -> tuple[Tensor, Tensor]:
+    """``(out (B, H, T, hd), lse (B, H, T) float32)`` from SDPA's own kernels:
+    the CPU flash kernel; on CUDA flash attention (half precision, no mask)
+    or memory-efficient attention (float32 or an additive mask)."""
+    if query.device.type != "cuda":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, 0.0, is_causal, attn_mask=bias, scale=scale)
+        return out, lse
+    if bias is None and _half_on_cuda(query) and query.shape[-1] <= 256:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(
+            query, key, value, 0.0, is_causal, False, scale=scale)[:2]
+        return out, lse
+    if bias is not None:  # the kernel wants the bias's rows 16-aligned: pad the key axis, then view
+        tk = bias.shape[-1]
+        pad = -tk % 16
+        bias = torch.nn.functional.pad(bias, (0, pad))[..., :tk] if pad else bias
+        bias = bias.expand(query.shape[0], query.shape[1], query.shape[2], tk)
+    out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+        query, key, value, bias, True, 0.0, is_causal, scale=scale)[:2]
+    return out, lse[..., : query.shape[2]]  # the kernel pads the log-sum-exp to a block size
 
 
 def _group_heads(mask: Tensor, hkv: int, g: int) -> tuple[Tensor, bool]:
@@ -283,7 +326,7 @@ def probed_attention(
     causal_keys = bool(getattr(module, "is_causal", False)) and query.shape[2] == key.shape[2] and per_query_mask
     is_causal = bool(is_causal) and attention_mask is None and query.shape[2] > 1
     causal = is_causal or causal_keys
-    if probe.defer and query.device.type == "cpu" and query.shape[2] == key.shape[2]:
+    if probe.defer and query.device.type in ("cpu", "cuda") and query.shape[2] == key.shape[2]:
         out, probe.received = attention_with_lse(query, key, value, attention_mask, scale, causal, probe.query_valid)
         return out, None
     out, probe.received = attention_with_received(

@@ -134,7 +134,7 @@ def group_weights(received: DeferredReceived, red: Reduction) -> Tensor:
     grouped = red.group_sizes.gather(1, red.dest.clamp_max(red.num_out - 1)) > 1
     grouped &= red.dest < red.num_out
     count = grouped.sum(1)
-    m = int(count.max())  # host sync; the deferred path runs on CPU only
+    m = int(count.max())  # host sync: the mass is computed for the m grouped keys only
     order = torch.argsort((~grouped).to(torch.uint8), dim=1, stable=True)[:, :m]  # grouped first, ascending
     filler = torch.arange(m, device=order.device)[None] >= count[:, None]
     columns = order.masked_fill(filler, t)
@@ -330,12 +330,21 @@ class TokenReducer:
         probe.arm(self.method.needs_keys, self.method.needs_attention, query_valid, per_head, self._defer)
         return probe
 
+    @staticmethod
+    def _device_ratios(state: ReductionState) -> Tensor:
+        """The planned ratios on the activations' device, copied once per
+        forward (a host-to-device copy per layer would synchronise a GPU)."""
+        ratios = state.extra.get("device_ratios")
+        if ratios is None or ratios.shape[0] != state.ratios.shape[0]:
+            ratios = state.extra["device_ratios"] = state.ratios.to(state.segments.device)
+        return ratios
+
     def _inputs(self, index: int, state: ReductionState, keys: Tensor | None, received: Tensor | None) -> LayerInputs:
         return LayerInputs(
             keys=keys,
             attention=received,
             segments=state.segments,
-            ratio=state.ratios[:, index],
+            ratio=self._device_ratios(state)[:, index],
             layer=index,
             seeds=state.seeds,
             align_right=state.align_right,

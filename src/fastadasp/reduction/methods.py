@@ -335,7 +335,7 @@ def _evictions_per_span(x: LayerInputs) -> Tensor:
     largest remainder, so a sample's total hits the target to one entry."""
     lengths = x.lengths().double()
     total = lengths.sum(1, keepdim=True)
-    want = torch.round(x.ratio.double()[:, None] * total)
+    want = torch.round(x.ratio.to(total.device, torch.float64)[:, None] * total)  # ratios are planned on the host
     share = want * lengths / total.clamp_min(1)
     base = share.floor()
     left = (want - base.sum(1, keepdim=True)).long()

@@ -92,7 +92,7 @@ class Reduction:
         idx = self.first.view(b, self.num_out, *([1] * (x.dim() - 2))).expand(b, self.num_out, *x.shape[2:])
         out = x.gather(1, idx)
         mask = self.filled.view(b, self.num_out, *([1] * (x.dim() - 2)))
-        return torch.where(mask, out, torch.as_tensor(fill, dtype=x.dtype, device=x.device))
+        return torch.where(mask, out, fill)  # a Python scalar: no host-to-device copy
 
 
 def segment_lengths(segments: Tensor, num_segments: int | None = None) -> Tensor:
@@ -106,7 +106,10 @@ def segment_lengths(segments: Tensor, num_segments: int | None = None) -> Tensor
 def counts_from_ratio(lengths: Tensor, ratio: Tensor | float) -> Tensor:
     """``k = floor(n * r)`` per span, in float64 so it equals Python's
     ``math.floor(n * r)`` used by the budget solver."""
-    r = torch.as_tensor(ratio, dtype=torch.float64, device=lengths.device)
+    if isinstance(ratio, Tensor):  # the engine hands its per-forward device copy: no copy here
+        r = ratio.to(lengths.device, torch.float64)
+    else:
+        r = torch.as_tensor(ratio, dtype=torch.float64, device=lengths.device)
     if r.dim() == 1:
         r = r[:, None]
     return torch.floor(lengths.double() * r).long()
