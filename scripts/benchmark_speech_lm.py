@@ -159,6 +159,7 @@ def op_profile(model, spec, flops, prompt, variants) -> dict:
     """One prefill per variant under ``torch.profiler``: wall time, the time
     the device spent in kernels (a host-bound forward leaves the device idle:
     busy share < 1), the host-device synchronisations, and the ops by host time."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     cuda = prompt[0].device.type == "cuda"
@@ -168,7 +169,8 @@ def op_profile(model, spec, flops, prompt, variants) -> dict:
         with profile(activities=activities) as prof:
             wall = prefill_once(model, spec, method, flops, *prompt, profile=False)["s"]
         events = prof.key_averages()
-        kernel_s = sum(e.self_device_time_total for e in events) / 1e6 if cuda else None
+        # the device time attributed to host ops (the kernel rows repeat it: summing both counts it twice)
+        kernel_s = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CPU) / 1e6 if cuda else None
         syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
         copies = {e.key: e.count for e in events
                   if e.key in ("aten::_local_scalar_dense", "aten::_to_copy", "cudaMemcpyAsync")}
