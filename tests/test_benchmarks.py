@@ -96,3 +96,46 @@ def test_long_audio_rows_are_internally_consistent(long_audio):
             assert r["kv_bytes"] == pytest.approx(copies * kv_cache_bytes(spec, kept[:-1], 4))
     reduced = [r for r in payload["rows"] if r["method"] != "none"]
     assert len({tuple(r["tokens_per_layer"]) for r in reduced}) == 1  # the same clip: the same plan in every cell
+
+
+def test_speech_lm_benchmark_in_half_precision_reports_what_it_measured(tmp_path):
+    """The GPU command's code path (bf16, several decode lengths, op profile) on a tiny
+    random LLM on the CPU: caches in bf16 bytes, measured == analytic, the requested
+    decode lengths and steps, the profile's counts."""
+    out = tmp_path / "llm.json"
+    argv = ["--hidden", "128", "--layers", "4", "--vocab", "512", "--dtype", "bfloat16", "--flops", "0.3",
+            "--audio-tokens", "300", "--decode-audio-tokens", "300", "400", "--new-tokens", "3",
+            "--batch-audio-tokens", "200", "--batch-size", "2", "--batch-new-tokens", "2", "--repeats", "1",
+            "--max-repeats", "1", "--profile-repeats", "1", "--decode-repeats", "1", "--warmup-audio-tokens", "200",
+            "--prefill-variants", "0", "1", "--op-profile", "--json", str(out)]
+    assert load_script("benchmark_speech_lm").main(argv) == 0
+    payload = json.loads(out.read_text())
+    full, weighted = payload["prefill"]["300"]
+    assert full["kv_measured_bytes"] == full["kv_analytic_bytes"] == 4 * 340 * 2 * 128 * 2  # layers x T x K,V x d x bf16
+    assert weighted["kv_measured_bytes"] == weighted["kv_analytic_bytes"] < full["kv_measured_bytes"]
+    assert weighted["flops_realised"] == pytest.approx(0.3, abs=0.01)
+    assert weighted["machinery_median_ms"] > 0 and weighted["peak_mib"] is None  # peak memory is CUDA-only
+    assert set(payload["decode_by_audio_tokens"]) == {"300", "400"}
+    for dec in payload["decode_by_audio_tokens"].values():
+        assert all(row["steps"] == 2 for row in dec["rows"].values())
+    assert payload["batching"]["batch"] == 2
+    prof = payload["op_profile"]
+    assert prof["full"]["kernel_s"] is None and prof["full"]["host_syncs"] == 0  # no device on a CPU run
+    assert prof["FastAdaSP dense constant, weighted"]["host_ops"] > prof["full"]["host_ops"]
+
+
+def test_device_check_compares_every_part_on_the_cpu():
+    """scripts/check_device.py's comparisons, run CPU against CPU: they pass, and a
+    changed kept-token set or hidden state is reported as a mismatch."""
+    check = load_script("check_device")
+    model = check.random_qwen2_lm(128, 4, seed=0, vocab=512)
+    a, b = (check.llm_run(model, "dense_constant", 3, "keep") for _ in range(2))
+    assert check.compare_llm(a, b)[0]
+    b["hidden"][2] = b["hidden"][2] * 1.01
+    ok, detail = check.compare_llm(a, b)
+    assert not ok and detail.startswith("hidden states differ")
+    b["valid"] = [~a["valid"][0]]
+    assert check.compare_llm(a, b) == (False, "kept token set or cache lengths differ (a flipped selection?)")
+    whisper = check.random_whisper("cpu")
+    w1, w2 = (check.whisper_run(whisper, "dense_decay") for _ in range(2))
+    assert check.compare_whisper(w1, w2)[0]

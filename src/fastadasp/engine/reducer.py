@@ -235,6 +235,7 @@ class TokenReducer:
             valid=valid,
             positions=positions,
             ratios=ratios,
+            device_ratios=ratios.to(segments.device),  # a host-to-device copy per layer would synchronise a GPU
             seeds=torch.tensor([sample_seed(self.seed, k) for k in keys], dtype=torch.long),
             align_right=self.spec.causal,  # decoder prompts are left-padded
             padded=not bool(valid.all()),
@@ -330,21 +331,12 @@ class TokenReducer:
         probe.arm(self.method.needs_keys, self.method.needs_attention, query_valid, per_head, self._defer)
         return probe
 
-    @staticmethod
-    def _device_ratios(state: ReductionState) -> Tensor:
-        """The planned ratios on the activations' device, copied once per
-        forward (a host-to-device copy per layer would synchronise a GPU)."""
-        ratios = state.extra.get("device_ratios")
-        if ratios is None or ratios.shape[0] != state.ratios.shape[0]:
-            ratios = state.extra["device_ratios"] = state.ratios.to(state.segments.device)
-        return ratios
-
     def _inputs(self, index: int, state: ReductionState, keys: Tensor | None, received: Tensor | None) -> LayerInputs:
         return LayerInputs(
             keys=keys,
             attention=received,
             segments=state.segments,
-            ratio=self._device_ratios(state)[:, index],
+            ratio=state.device_ratios[:, index],
             layer=index,
             seeds=state.seeds,
             align_right=state.align_right,

@@ -25,6 +25,7 @@ class ReductionState:
     positions: Tensor | None  # (B, T) position of each (group's first) token
     ratios: Tensor  # (B, num_layers) float64
     seeds: Tensor  # (B,) int64
+    device_ratios: Tensor | None = None  # ratios on the activations' device, copied once per forward
     align_right: bool = False
     padded: bool = False  # some row has padding (known on the host: no device read per layer)
     num_segments: int = 1  # span ids 0..num_segments-1
@@ -48,7 +49,7 @@ class ReductionState:
 
     def expand(self, times: int) -> None:
         """Beam search repeats each sample ``times`` times before prefill."""
-        for name in ("segments", "valid", "positions", "ratios", "seeds"):
+        for name in ("segments", "valid", "positions", "ratios", "device_ratios", "seeds"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.repeat_interleave(times, dim=0))
