@@ -169,10 +169,13 @@ def test_whisper_encoder_reduces_a_padded_batch_like_each_sample_alone(tiny_whis
 
 
 # -- the deferred received mass (fused kernel + log-sum-exp, grouped keys only) ---------
+@pytest.mark.parametrize("fmt", ["bool", "float"])
 @pytest.mark.parametrize("shape", [None, "broadcast", "full-causal", "causal"])
-def test_deferred_received_equals_the_full_probe_at_any_columns(shape):
+def test_deferred_received_equals_the_full_probe_at_any_columns(shape, fmt):
     from fastadasp.engine.attention import attention_with_lse
 
+    if shape in (None, "causal") and fmt == "float":
+        pytest.skip("no mask")
     torch.manual_seed(5)
     b, h, hkv, hd = 2, 4, 2, 8
     q, k, v = torch.randn(b, h, T, hd), torch.randn(b, hkv, T, hd), torch.randn(b, hkv, T, hd)
@@ -183,9 +186,10 @@ def test_deferred_received_equals_the_full_probe_at_any_columns(shape):
         allowed = allowed & torch.ones(T, T, dtype=torch.bool).tril()
         allowed |= torch.eye(T, dtype=torch.bool)
     query_valid = None if allowed is None else valid
-    out, received = attention_with_received(q, k, v, allowed, 0.4, causal, query_valid,
+    mask = allowed if fmt == "bool" or allowed is None else additive(allowed)
+    out, received = attention_with_received(q, k, v, mask, 0.4, causal, query_valid,
                                             causal_keys=shape == "full-causal")
-    out_lse, deferred = attention_with_lse(q, k, v, allowed, 0.4, causal or shape == "full-causal", query_valid)
+    out_lse, deferred = attention_with_lse(q, k, v, mask, 0.4, causal or shape == "full-causal", query_valid)
     rows = valid if query_valid is not None else torch.ones_like(valid)
     assert torch.allclose(out_lse[rows], out[rows], atol=1e-5)
     columns = torch.stack([torch.randperm(T)[:90].sort().values, torch.randperm(T)[:90].sort().values])
@@ -193,6 +197,35 @@ def test_deferred_received_equals_the_full_probe_at_any_columns(shape):
     mass = deferred.at(columns)
     expected = received.gather(1, columns.clamp_max(T - 1)).masked_fill(columns >= T, 0)
     assert torch.allclose(mass, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_half_precision_mass_path_matches_float32(monkeypatch, causal):
+    """The CUDA half-precision path (bf16 query and keys, the log-sum-exp split
+    into two bf16 parts, float32 matmul output) run on the CPU: the CUDA-only
+    ``bmm(out_dtype=float32)`` is replaced by an upcast ``bmm``, which computes
+    the same products (bf16 x bf16 is exact in float32). With a power-of-two
+    scale nothing else rounds, so it must match the float32 path on the same
+    bf16 values closely; a wrong sign or layout of the split would not."""
+    from fastadasp.engine import attention as A
+
+    torch.manual_seed(7)
+    b, h, hkv, hd = 2, 4, 2, 16
+    q, k, v = (torch.randn(b, n, T, hd).bfloat16() for n in (h, hkv, hkv))
+    _, exact = A.attention_with_lse(q.float(), k.float(), v.float(), None, 0.25, causal)
+    lse = exact.lse + torch.rand(exact.lse.shape)  # masses below 1 per query; most not bf16-representable
+    exact.lse = lse
+    columns = torch.stack([torch.randperm(T)[:90].sort().values, torch.randperm(T)[:90].sort().values])
+    expected = exact.at(columns)
+    half = A.DeferredReceived(q, 0.25, k, lse, None, False, causal)
+    monkeypatch.setattr(A, "_half_on_cuda", lambda x: x.dtype == torch.bfloat16)
+    monkeypatch.setattr(A, "_float32_matmul", lambda x, y: torch.bmm(x.float(), y.float()))
+    got = half.at(columns)
+    assert got.dtype == torch.float32
+    error = float(((got - expected).abs() / expected).max())
+    half.lse = lse.bfloat16().float()  # what a single bf16 log-sum-exp would give
+    single = float(((half.at(columns) - expected).abs() / expected).max())
+    assert error < 2e-4 and error < single / 10, (error, single)
 
 
 def _compare_deferred(red, run):
