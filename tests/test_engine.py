@@ -171,36 +171,104 @@ def count_host_reads(monkeypatch) -> list:
     return reads
 
 
-def reads_per_layer(defer: bool, causal: bool) -> list:
-    """Device reads per reducing layer: the output length (a shape) on every path;
-    with the deferred received mass (weighted merges, CPU and CUDA) also how many
-    keys are grouped, and in a causal stack how far each query chunk reaches into
-    them (the sizes of the matmuls that follow)."""
-    return [("tolist", "ops.py")] + [("__int__", "reducer.py")] * defer + [("tolist", "attention.py")] * (defer and causal)
+def reads_per_layer(defer: bool, causal: bool, exact: bool = True, sizes_read: bool = True) -> list:
+    """Device reads per reducing layer. The output length (a shape) is planned on
+    the host for methods that remove exactly floor(n * r) tokens per span, read
+    otherwise (A-ToMe). Where the engine reads sizes (the CPU, ``READ_SIZES_ON``)
+    the deferred received mass also reads how many keys are grouped and, in a
+    causal stack, how far each query chunk reaches into them; elsewhere (CUDA)
+    host-side bounds replace both."""
+    return ([("tolist", "ops.py")] * (not exact) + [("__int__", "reducer.py")] * (defer and sizes_read)
+            + [("tolist", "attention.py")] * (defer and causal and sizes_read))
 
 
-@pytest.mark.parametrize("defer", [False, True])
-def test_reduced_layers_read_the_device_once_per_reduction(tiny_whisper, features, monkeypatch, defer):
-    """Per reducing layer, the device-to-host reads are the sizes of what
-    comes next (reads_per_layer) and nothing is copied host-to-device: masks,
-    padding, span counts and ratios are planned once per forward. Both the
-    chunked probe and the deferred mass."""
-    red = reducer(tiny_whisper, FastAdaSPDense(), 0.5)
-    red._defer = defer
+PLAN_CHECK = [("tolist", "reducer.py")]  # once per forward, after the last layer: the host plan held
+
+
+def bounded_sizes(monkeypatch) -> None:
+    """The policy of a GPU (no size read from the device) on the CPU."""
+    from fastadasp.engine import attention, reducer as reducer_module
+
+    monkeypatch.setattr(attention, "READ_SIZES_ON", ())
+    monkeypatch.setattr(reducer_module, "READ_SIZES_ON", ())
+
+
+def whisper_layers(tiny_whisper, red, monkeypatch, sizes_read=True):
+    """Run a batch of 2 through the reducing encoder layers; (output, reads)."""
+    torch.manual_seed(0)
+    h = torch.randn(2, 1500, tiny_whisper.config.d_model)
     with red, red.forward_state(torch.zeros(2, 1500, dtype=torch.long), None, ["a", "b"]):
+        if not sizes_read:
+            bounded_sizes(monkeypatch)
         reads = count_host_reads(monkeypatch)  # planning the budget reads the layout once, before
-        h = torch.randn(2, 1500, tiny_whisper.config.d_model)
         with torch.inference_mode():
             for layer in tiny_whisper.model.encoder.layers:
                 h = layer(h, None)
         monkeypatch.undo()
-    assert [r[:2] for r in reads] == reads_per_layer(defer, causal=False) * 4, reads
+    return h, [r[:2] for r in reads]
 
 
+@pytest.mark.parametrize("sizes_read", [True, False])
 @pytest.mark.parametrize("defer", [False, True])
-def test_decoder_prefill_and_decode_read_the_device_once_per_reduction(monkeypatch, defer):
+def test_reduced_layers_read_the_device_once_per_reduction(tiny_whisper, features, monkeypatch, defer, sizes_read):
+    """Per reducing layer, the device-to-host reads are the sizes of what
+    comes next (reads_per_layer), none at all under a GPU's policy, and nothing
+    is copied host-to-device: masks, padding, span counts, ratios and output
+    lengths are planned once per forward. Both the chunked probe and the
+    deferred mass; the same output under both policies."""
+    red = reducer(tiny_whisper, FastAdaSPDense(), 0.5)
+    red._defer = defer
+    h, reads = whisper_layers(tiny_whisper, red, monkeypatch, sizes_read)
+    assert reads == reads_per_layer(defer, causal=False, sizes_read=sizes_read) * 4 + PLAN_CHECK, reads
+    if not sizes_read:
+        h_read, _ = whisper_layers(tiny_whisper, red, monkeypatch)
+        assert torch.allclose(h, h_read, atol=1e-6)
+
+
+def test_a_data_dependent_count_is_read_per_layer(tiny_whisper, monkeypatch):
+    """A-ToMe (uncapped) removes between r*n and 2r*n tokens: its output length is
+    read per layer, and there is no plan to check."""
+    red = reducer(tiny_whisper, ATome(cap_to_budget=False), 0.5)
+    _, reads = whisper_layers(tiny_whisper, red, monkeypatch)
+    assert reads == reads_per_layer(False, False, exact=False) * 4
+
+
+def test_a_method_that_breaks_its_exact_count_fails_the_plan_check(tiny_whisper, monkeypatch):
+    class Claims(ATome):
+        exact_counts = True
+
+    red = reducer(tiny_whisper, Claims(cap_to_budget=False), 0.5)
+    with pytest.raises(RuntimeError, match="differ from the host plan"):
+        whisper_layers(tiny_whisper, red, monkeypatch)
+
+
+def test_host_plan_equals_the_lengths_the_device_gets():
+    """plan_lengths on uneven spans and ratios (a padded batch) against
+    counts_from_ratio and the token bookkeeping on the device."""
+    from fastadasp.engine import TokenReducer
+    from fastadasp.reduction import TokenLayout
+    from fastadasp.reduction.ops import counts_from_ratio
+
+    layouts = [TokenLayout(7, (333, 41)), TokenLayout(3, (1000,)), TokenLayout(0, ())]
+    ratios = torch.tensor([[0.1, 0.0, 0.37], [0.29, 0.0, 0.05], [0.5, 0.5, 0.5]], dtype=torch.float64)
+    plan = TokenReducer.plan_lengths(layouts, ratios, 1010, frozenset({0, 2}))
+    spans = torch.tensor([[333, 41], [1000, 0], [0, 0]])
+    t, want = 1010, {}
+    for layer in (0, 2):
+        cut = counts_from_ratio(spans, ratios[:, layer])
+        spans = spans - cut
+        out = t - cut.sum(1)
+        t = int(out.max())
+        want[layer] = (t, int(out.min()))
+    assert plan == want and plan[0][1] < plan[0][0] == 1010  # uneven rows; the empty row stays longest
+
+
+@pytest.mark.parametrize("sizes_read", [True, False])
+@pytest.mark.parametrize("defer", [False, True])
+def test_decoder_prefill_and_decode_read_the_device_once_per_reduction(monkeypatch, defer, sizes_read):
     """The same for a left-padded speech-LLM batch: the same reads per
-    reducing layer in the prefill, none in the decode steps."""
+    reducing layer in the prefill (none under a GPU's policy), none in the
+    decode steps, and the same generation under both policies."""
     import numpy as np
 
     from fastadasp.models.qwen2_audio import Qwen2AudioModel
@@ -212,9 +280,22 @@ def test_decoder_prefill_and_decode_read_the_device_once_per_reduction(monkeypat
     assert not bool(inputs["attention_mask"].all())
     red = lm.reducer(FastAdaSPDense(), Budget(0.4))
     red._defer = defer
-    with red, red.forward_state(segments, inputs["attention_mask"], ["a", "b"]), torch.inference_mode():
-        reads = count_host_reads(monkeypatch)
-        out = lm.model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-        monkeypatch.undo()
-    assert out.shape[1] == inputs["input_ids"].shape[1] + 4
-    assert [r[:2] for r in reads] == reads_per_layer(defer, causal=True) * len(lm.language_model.layers), reads
+
+    def generate(policy_read: bool):
+        with red, red.forward_state(segments, inputs["attention_mask"], ["a", "b"]), torch.inference_mode():
+            if not policy_read:
+                bounded_sizes(monkeypatch)
+            reads = count_host_reads(monkeypatch)
+            out = lm.model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False,
+                                    output_scores=True, return_dict_in_generate=True)
+            monkeypatch.undo()
+        return out, [r[:2] for r in reads]
+
+    out, reads = generate(sizes_read)
+    assert out.sequences.shape[1] == inputs["input_ids"].shape[1] + 4
+    per_layer = reads_per_layer(defer, causal=True, sizes_read=sizes_read)
+    assert reads == per_layer * len(lm.language_model.layers) + PLAN_CHECK, reads
+    if not sizes_read:
+        read, _ = generate(True)
+        assert torch.equal(out.sequences, read.sequences)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(out.scores, read.scores))

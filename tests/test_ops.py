@@ -124,3 +124,31 @@ def test_adjacent_similarity_and_pair_segments():
     assert torch.allclose(adjacent_similarity(keys), torch.tensor([[1.0, 0.0]]))
     assert pair_segments(torch.tensor([[0, 0, 1, 1, -1]])).tolist() == [[0, -1, 1, -1]]
     assert segment_lengths(torch.tensor([[0, 0, 1, -1], [1, -1, -1, -1]])).tolist() == [[2, 1], [0, 1]]
+
+
+@pytest.mark.parametrize("align_right", [False, True])
+def test_host_known_lengths_build_the_same_reduction_without_a_read(align_right, monkeypatch):
+    torch.manual_seed(3)
+    pairs = torch.rand(3, 11) < 0.4
+    pairs[2] = False  # a row that keeps every token
+    read = chain_merge(pairs, align_right)
+    lengths = (read.num_out, int(read.out_lengths.min()))
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: pytest.fail("read the device"))
+    planned = chain_merge(pairs, align_right, lengths)
+    monkeypatch.undo()
+    for name in ("dest", "out_lengths", "first", "filled", "group_sizes"):
+        assert torch.equal(getattr(planned, name), getattr(read, name)), name
+    assert (planned.num_out, planned.uniform) == (read.num_out, read.uniform) == (12, False)
+    x = torch.randn(3, 12, 4)
+    assert torch.equal(planned.apply(x), read.apply(x))
+
+
+def test_a_wrong_length_plan_stays_in_bounds():
+    """A plan shorter than the data sends the overflow to the dump slot (the
+    engine's per-forward check then reports it) instead of indexing out of bounds."""
+    drop = torch.tensor([[False, True, False, False, False]])
+    red = evict(drop, align_right=False, lengths=(3, 3))
+    assert red.out_lengths.tolist() == [4] and red.num_out == 3
+    assert red.apply(torch.arange(5.0).view(1, 5, 1)).squeeze(-1).tolist() == [[0.0, 2.0, 3.0]]
+    red_r = evict(drop, align_right=True, lengths=(3, 3))
+    assert red_r.dest.min() >= 0 and red_r.dest.max() <= 3

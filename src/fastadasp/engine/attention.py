@@ -42,6 +42,11 @@ CHUNK_ROWS = {"cpu": (64, 128), "default": (64, 1 << 30)}
 #: layer 0 and causal 16-head layers of 3000 and 6000 tokens, 30% of keys grouped)
 MASS_CHUNK_BYTES = {"cpu": 64 * 2**20, "default": 256 * 2**20}
 _LOG2E = 1.4426950408889634
+#: device types on which the engine reads data-dependent sizes (how many keys are
+#: grouped, how far each query chunk reaches into them) to skip work: reading is
+#: free on the CPU, which has no queue of launched kernels to drain. Elsewhere it
+#: works with bounds known on the host, so a reducing layer never synchronises
+READ_SIZES_ON = ("cpu",)
 #: The deferred received mass (fused kernel + log-sum-exp, grouped keys only)
 #: is what weighted merges use on CPU and CUDA. Measured one thread on this
 #: project's CPU (``torch.utils.benchmark``, 2026-11-26): a causal 16-head layer
@@ -198,7 +203,9 @@ class DeferredReceived:
         received = torch.zeros(b, m, dtype=torch.float32, device=q.device)
         ends = list(range(min(chunk, t), t, chunk)) + [t]
         starts = [0] + ends[:-1]
-        if self.causal:  # columns are ascending: a chunk of queries s..e-1 sees a prefix of them,
+        if self.causal and q.device.type not in READ_SIZES_ON:  # every chunk: all columns, masked
+            free, widths = [0] * len(ends), [m] * len(ends)
+        elif self.causal:  # columns are ascending: a chunk of queries s..e-1 sees a prefix of them,
             # all of it up to column s (no mask needed there), the rest only below the diagonal
             first_rows = torch.arange(0, t, chunk, device=columns.device)  # = starts, made on the device
             bounds = torch.cat([first_rows, (first_rows + chunk).clamp_max(t) - 1])[None].expand(b, -1)

@@ -21,6 +21,7 @@ engine knows pre-norm blocks, not model names:
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from ..reduction import (
     solve_ratio_flops,
 )
 from ..reduction.ops import Reduction, segment_lengths
-from .attention import AttentionProbe, DeferredReceived, install_probe, remove_probe
+from .attention import READ_SIZES_ON, AttentionProbe, DeferredReceived, install_probe, remove_probe
 from .policies import BidirectionalPolicy, CausalPolicy
 from .state import ReductionState
 
@@ -127,14 +128,18 @@ class CostReport:
         return 1.0 - self.kv_bytes / self.kv_bytes_full if self.kv_bytes_full else 0.0
 
 
-def group_weights(received: DeferredReceived, red: Reduction) -> Tensor:
+def group_weights(received: DeferredReceived, red: Reduction, most_grouped: int | None = None) -> Tensor:
     """Merge weights ``(B, T)``: the received mass of tokens in groups of two
-    or more; 1 elsewhere (a singleton's weight cancels: ``w / w == 1``)."""
+    or more; 1 elsewhere (a singleton's weight cancels: ``w / w == 1``).
+    ``most_grouped``: a host-known bound on the grouped tokens of a row
+    (then nothing is read from the device; columns past a row's count are
+    fillers whose mass is computed and discarded)."""
     b, t = red.dest.shape
     grouped = red.group_sizes.gather(1, red.dest.clamp_max(red.num_out - 1)) > 1
     grouped &= red.dest < red.num_out
     count = grouped.sum(1)
-    m = int(count.max())  # host sync: the mass is computed for the m grouped keys only
+    # the mass is computed for the m grouped keys only: exactly m (a device read) or a bound
+    m = int(count.max()) if most_grouped is None else min(t, most_grouped)
     order = torch.argsort((~grouped).to(torch.uint8), dim=1, stable=True)[:, :m]  # grouped first, ascending
     filler = torch.arange(m, device=order.device)[None] >= count[:, None]
     columns = order.masked_fill(filler, t)
@@ -230,6 +235,7 @@ class TokenReducer:
             raise ValueError(f"{len(keys)} sample keys for a batch of {b}")
         positions = None if self.spec.causal else (valid.long().cumsum(1) - 1).clamp_min(0)
         ratios = self.plan(layouts)  # a host tensor
+        active = frozenset(i for i, r in enumerate(ratios.amax(0).tolist()) if r > 0) if b else frozenset()
         self.state = ReductionState(
             segments=segments,
             valid=valid,
@@ -240,13 +246,34 @@ class TokenReducer:
             align_right=self.spec.causal,  # decoder prompts are left-padded
             padded=not bool(valid.all()),
             num_segments=max(1, spans.shape[1]),
-            active_layers=frozenset(i for i, r in enumerate(ratios.amax(0).tolist()) if r > 0) if b else frozenset(),
+            active_layers=active,
+            planned=self.plan_lengths(layouts, ratios, t, active) if self.method.exact_counts else {},
             tokens=[valid.sum(1)] * (self.spec.num_layers + 1),
         )
         try:
             yield self.state
         finally:
             self.state = None
+
+    @staticmethod
+    def plan_lengths(
+        layouts: Sequence[TokenLayout], ratios: Tensor, t: int, layers: frozenset[int]
+    ) -> dict[int, tuple[int, int]]:
+        """(longest, shortest) sequence after each reducing layer, for methods that
+        remove exactly ``floor(n * r)`` tokens per span (``math.floor`` of the
+        same float64 product the device computes). Padding and text stay; rows
+        that keep fewer tokens are padded up to the longest."""
+        spans = [list(layout.spans) for layout in layouts]
+        plan = {}
+        for layer in sorted(layers):
+            out = []
+            for row, r in zip(spans, ratios[:, layer].tolist()):
+                cut = [math.floor(n * r) for n in row]
+                row[:] = [n - c for n, c in zip(row, cut)]
+                out.append(t - sum(cut))
+            t = max(out)
+            plan[layer] = (t, min(out))
+        return plan
 
     def realised(self, state: ReductionState) -> list[float]:
         """Realised analytic prefill FLOPs reduction per sample."""
@@ -303,14 +330,18 @@ class TokenReducer:
             if self.spec.causal:
                 state.cache_valid[index] = state.prompt_valid[index] = state.valid  # what this layer caches
             try:
-                if index in self.reducing and index in state.active_layers:
-                    if self.method.acts_on == "kv_cache":
-                        return self._kv_forward(index, original, hidden_states, kwargs, state)
-                    return self._reducing_forward(index, block, hidden_states, kwargs, state)
-                return original(hidden_states, **kwargs)
+                if index not in self.reducing or index not in state.active_layers:
+                    out = original(hidden_states, **kwargs)
+                elif self.method.acts_on == "kv_cache":
+                    out = self._kv_forward(index, original, hidden_states, kwargs, state)
+                else:
+                    out = self._reducing_forward(index, block, hidden_states, kwargs, state)
             finally:
                 if index == last:
                     state.mode = "decode"
+            if index == last and state.planned:
+                self._check_plan(state)
+            return out
 
         return forward
 
@@ -341,6 +372,7 @@ class TokenReducer:
             seeds=state.seeds,
             align_right=state.align_right,
             num_segments=state.num_segments,
+            out_lengths=state.planned.get(index),
         )
 
     def _reducing_forward(self, index: int, block: nn.Module, h: Tensor, kwargs: dict, state: ReductionState) -> Tensor:
@@ -356,7 +388,7 @@ class TokenReducer:
         red, weights = self.method.select(self._inputs(index, state, keys, None if deferred else received))
         if deferred:  # the attention's cost, not the machinery's: kept off the machinery clock
             pause = self._clock()
-            weights = group_weights(received, red)
+            weights = group_weights(received, red, self._most_grouped(index, state, h))
             if tick is not None:
                 spent = self._clock() - pause
                 self.received_s += spent
@@ -368,6 +400,31 @@ class TokenReducer:
         if tick is not None:
             self.machinery_s += self._clock() - tick
         return x + self.layout.mlp(block, x)
+
+    def _check_plan(self, state: ReductionState) -> None:
+        """Once per forward (one device read): every planned layer produced the
+        lengths planned on the host. A method that claims ``exact_counts`` but
+        removes another number of tokens fails here, not silently."""
+        layers = sorted(state.planned.keys() & state.reductions.keys())
+        if not layers:
+            return
+        got = torch.stack([torch.stack([state.reductions[i].out_lengths.max(), state.reductions[i].out_lengths.min()])
+                           for i in layers]).tolist()
+        want = [list(state.planned[i]) for i in layers]
+        if got != want:
+            raise RuntimeError(
+                f"{self.method.name}: (longest, shortest) output per reducing layer {got} differ from the host plan "
+                f"{want}; the method does not remove exactly floor(n * r) tokens per span: set exact_counts = False"
+            )
+
+    @staticmethod
+    def _most_grouped(index: int, state: ReductionState, h: Tensor) -> int | None:
+        """Where sizes are not read from the device (:data:`READ_SIZES_ON`), a
+        bound on the tokens in groups of two or more: a group of ``s`` tokens
+        removes ``s - 1``, so at most twice the most tokens any row removes."""
+        if h.device.type in READ_SIZES_ON or index not in state.planned:
+            return None
+        return 2 * (h.shape[1] - state.planned[index][1])
 
     def _kv_forward(self, index: int, original: Callable, h: Tensor, kwargs: dict, state: ReductionState) -> Tensor:
         """KV-cache methods (H2O): prefill unchanged, choose what decode sees."""

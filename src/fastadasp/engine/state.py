@@ -30,6 +30,7 @@ class ReductionState:
     padded: bool = False  # some row has padding (known on the host: no device read per layer)
     num_segments: int = 1  # span ids 0..num_segments-1
     active_layers: frozenset[int] = frozenset()  # layers where some row's ratio is > 0 (host-side)
+    planned: dict[int, tuple[int, int]] = field(default_factory=dict)  # layer -> (longest, shortest) output, host-side
     mode: str = "prefill"  # then "decode" once the last layer has run the prefill
     tokens: list[Tensor] = field(default_factory=list)  # tokens entering layer l, (B,)
     cache_valid: dict[int, Tensor] = field(default_factory=dict)  # layer -> (B, c_l) bool, grows in decode

@@ -56,7 +56,9 @@ class LayerInputs:
     ``ratio (B,)``: this layer's ratio per sample; ``layer``: its index;
     ``seeds (B,)``: one integer per sample, for reproducible random methods;
     ``num_segments``: the number of span ids when the caller knows it (saves
-    a device-to-host read).
+    a device-to-host read); ``out_lengths``: the longest and shortest output
+    length, planned on the host by the engine for methods with
+    ``exact_counts`` (the Reduction is then built without a device read).
     """
 
     keys: Tensor | None
@@ -67,6 +69,7 @@ class LayerInputs:
     seeds: Tensor
     align_right: bool = False
     num_segments: int | None = None
+    out_lengths: tuple[int, int] | None = None
 
     def lengths(self) -> Tensor:
         return segment_lengths(self.segments, self.num_segments)
@@ -117,6 +120,10 @@ class ReductionMethod:
     #: first (or only) reducing layer; the budget solver assumes ``floor(n * r)``
     #: removals per span at every reducing layer
     start_layer: int = 0
+    #: ``select`` removes exactly ``floor(n * r)`` tokens per span, whatever the
+    #: data: the engine then plans every layer's output length on the host (no
+    #: device read per layer) and checks the plan once per forward
+    exact_counts: bool = False
 
     def layer_ratios(self, num_layers: int, r: float) -> list[float]:
         return layer_ratios(self.schedule, num_layers, self.start_layer, r)
@@ -144,12 +151,12 @@ class ReductionMethod:
 def _merge_pairs(x: LayerInputs, scores: Tensor, weighted: bool) -> tuple[Reduction, Tensor | None]:
     """Top-k pairs by score per span, chained, (attention-)weighted average."""
     chosen = segment_topk(scores, pair_segments(x.segments), x.counts())
-    return chain_merge(chosen, x.align_right), (x.attention if weighted else None)
+    return chain_merge(chosen, x.align_right, x.out_lengths), (x.attention if weighted else None)
 
 
 def _evict_lowest(x: LayerInputs, scores: Tensor) -> tuple[Reduction, None]:
     drop = segment_topk(scores, x.segments, x.counts(), largest=False)
-    return evict(drop, x.align_right), None
+    return evict(drop, x.align_right, x.out_lengths), None
 
 
 class NoReduction(ReductionMethod):
@@ -175,6 +182,7 @@ class FastAdaSPDense(ReductionMethod):
 
     name = "fastadasp_dense"
     needs_keys = True
+    exact_counts = True
 
     def __init__(self, schedule: str = "constant", start_layer: int = 0, weighted: bool = True):
         if schedule not in ("constant", "decay"):
@@ -202,6 +210,7 @@ class FastAdaSPSparse(ReductionMethod):
 
     name = "fastadasp_sparse"
     needs_keys = True
+    exact_counts = True
 
     def __init__(self, layer: int | str = 9, weighted: bool = True, te_file: str | None = None):
         self._te_file, self._te_layers, self._te_sha256 = None, None, None
@@ -293,6 +302,7 @@ class FastV(ReductionMethod):
 
     name = "fastv"
     needs_attention = True
+    exact_counts = True
 
     def __init__(self, layer: int = 9):
         self.start_layer = layer
@@ -308,6 +318,7 @@ class RandomMerge(ReductionMethod):
     name = "random_merge"
     needs_attention = True
     weights_from_attention = True
+    exact_counts = True
 
     def __init__(self, layer: int = 9, seed: int = 0):
         self.start_layer, self.seed = layer, seed
@@ -322,6 +333,7 @@ class RandomEvict(ReductionMethod):
     (seeded per sample)."""
 
     name = "random_evict"
+    exact_counts = True
 
     def __init__(self, layer: int = 9, seed: int = 0):
         self.start_layer, self.seed = layer, seed

@@ -169,21 +169,27 @@ def non_overlapping(candidates: Tensor) -> Tensor:
     return candidates & ((pos - start_pos) % 2 == 0)
 
 
-def _build(join_prev: Tensor, drop: Tensor, align_right: bool) -> Reduction:
+def _build(join_prev: Tensor, drop: Tensor, align_right: bool, lengths: tuple[int, int] | None = None) -> Reduction:
     """Turn per-token decisions into a :class:`Reduction`.
 
     ``join_prev[b, t]``: token ``t`` joins the group of token ``t-1``;
-    ``drop[b, t]``: token ``t`` disappears.
+    ``drop[b, t]``: token ``t`` disappears. ``lengths``: the longest and
+    shortest output length when the caller knows them (planned on the host);
+    otherwise they are read from the device.
     """
     b, t = join_prev.shape
     starts = ~join_prev & ~drop
     slot = starts.long().cumsum(dim=1) - 1
     out_lengths = starts.sum(dim=1)
-    # the output's shape depends on the data: the one device-to-host read of a reduction
-    num_out, fewest = torch.stack([out_lengths.max(), out_lengths.min()]).tolist() if b > 0 else (0, 0)
+    if lengths is not None:
+        num_out, fewest = lengths
+    else:  # the output's shape depends on the data: the one device-to-host read of a reduction
+        num_out, fewest = torch.stack([out_lengths.max(), out_lengths.min()]).tolist() if b > 0 else (0, 0)
     if align_right:
         slot = slot + (num_out - out_lengths)[:, None]
     dest = torch.where(drop, torch.full_like(slot, num_out), slot)
+    if lengths is not None:  # a wrong plan sends the overflow to the dump slot, not out of bounds;
+        dest = torch.where((dest < 0) | (dest > num_out), num_out, dest)  # the engine checks plans per forward
     group_sizes = torch.zeros(b, num_out + 1, dtype=torch.long, device=dest.device)
     group_sizes.scatter_add_(1, dest, torch.ones_like(dest))
     group_sizes = group_sizes[:, :num_out]
@@ -193,21 +199,22 @@ def _build(join_prev: Tensor, drop: Tensor, align_right: bool) -> Reduction:
     return Reduction(dest, out_lengths, num_out, first[:, :num_out], group_sizes > 0, group_sizes, fewest == num_out)
 
 
-def chain_merge(selected_pairs: Tensor, align_right: bool = False) -> Reduction:
+def chain_merge(selected_pairs: Tensor, align_right: bool = False, lengths: tuple[int, int] | None = None) -> Reduction:
     """Merge by selected adjacent pairs, chaining runs (SPEC section 2).
 
     ``selected_pairs (B, T-1)``: pair ``t`` selected means token ``t+1`` joins
     token ``t``'s group; a run ``t..t+m-1`` forms one group of ``m+1`` tokens.
+    ``lengths``: (longest, shortest) output length if known (see :func:`_build`).
     """
     b, m = selected_pairs.shape
     join_prev = torch.zeros(b, m + 1, dtype=torch.bool, device=selected_pairs.device)
     join_prev[:, 1:] = selected_pairs
-    return _build(join_prev, torch.zeros_like(join_prev), align_right)
+    return _build(join_prev, torch.zeros_like(join_prev), align_right, lengths)
 
 
-def evict(drop: Tensor, align_right: bool = False) -> Reduction:
+def evict(drop: Tensor, align_right: bool = False, lengths: tuple[int, int] | None = None) -> Reduction:
     """Drop the marked tokens ``(B, T)``; the others keep their order."""
-    return _build(torch.zeros_like(drop), drop, align_right)
+    return _build(torch.zeros_like(drop), drop, align_right, lengths)
 
 
 @dataclass
