@@ -93,6 +93,22 @@ def test_segment_topk_counts_per_segment_and_ineligible():
     assert segment_topk(scores, segs, k, largest=False).tolist() == [[False, True, False, False, True, True]]
 
 
+@pytest.mark.parametrize("largest", [True, False])
+def test_single_span_topk_equals_the_general_path(largest):
+    """The one-span shortcut (no grouping sort) against the general path: ties,
+    infinite scores that tie with the ineligible fill, text and padding."""
+    torch.manual_seed(2)
+    scores = torch.randint(0, 5, (3, 40)).float()
+    scores[0, 3] = scores[1, 7] = float("-inf") if largest else float("inf")
+    segs = torch.zeros(3, 40, dtype=torch.long)
+    segs[:, :4] = -1
+    segs[2, 30:] = -1
+    k = torch.tensor([[0], [9], [25]])
+    general = segment_topk(scores, segs, k, largest)
+    assert torch.equal(segment_topk(scores, segs, k, largest, num_segments=1), general)
+    assert general.sum(1).tolist() == [0, 9, 25]
+
+
 def test_counts_use_floor_of_n_times_r():
     lengths = torch.tensor([[1500, 7]])
     assert counts_from_ratio(lengths, 0.1).tolist() == [[150, 0]]

@@ -150,12 +150,12 @@ class ReductionMethod:
 
 def _merge_pairs(x: LayerInputs, scores: Tensor, weighted: bool) -> tuple[Reduction, Tensor | None]:
     """Top-k pairs by score per span, chained, (attention-)weighted average."""
-    chosen = segment_topk(scores, pair_segments(x.segments), x.counts())
+    chosen = segment_topk(scores, pair_segments(x.segments), x.counts(), num_segments=x.num_segments)
     return chain_merge(chosen, x.align_right, x.out_lengths), (x.attention if weighted else None)
 
 
 def _evict_lowest(x: LayerInputs, scores: Tensor) -> tuple[Reduction, None]:
-    drop = segment_topk(scores, x.segments, x.counts(), largest=False)
+    drop = segment_topk(scores, x.segments, x.counts(), largest=False, num_segments=x.num_segments)
     return evict(drop, x.align_right, x.out_lengths), None
 
 

@@ -115,11 +115,15 @@ def counts_from_ratio(lengths: Tensor, ratio: Tensor | float) -> Tensor:
     return torch.floor(lengths.double() * r).long()
 
 
-def segment_topk(scores: Tensor, segments: Tensor, k: Tensor, largest: bool = True) -> Tensor:
+def segment_topk(
+    scores: Tensor, segments: Tensor, k: Tensor, largest: bool = True, num_segments: int | None = None
+) -> Tensor:
     """Mark the ``k[b, s]`` best-scoring eligible positions of every span.
 
     ``scores (B, M)``, ``segments (B, M)`` (``-1`` = not eligible), ``k (B, S)``.
     Ties go to the earlier position (stable sorts). Returns ``(B, M)`` bool.
+    ``num_segments=1`` (known to the caller: a single span) skips the sort
+    that groups the spans.
     """
     b, m = scores.shape
     if m == 0:
@@ -127,6 +131,10 @@ def segment_topk(scores: Tensor, segments: Tensor, k: Tensor, largest: bool = Tr
     fill = float("-inf") if largest else float("inf")
     s = scores.float().masked_fill(segments < 0, fill)
     order = torch.argsort(s, dim=1, descending=largest, stable=True)
+    if num_segments == 1 and k.shape[1] == 1:  # rank = eligible positions before, in score order
+        eligible = segments.gather(1, order) >= 0
+        chosen = eligible & (eligible.long().cumsum(1) <= k)
+        return torch.zeros_like(chosen).scatter_(1, order, chosen)
     # second stable sort groups each span together, keeping score order inside
     order = order.gather(1, torch.argsort(segments.gather(1, order), dim=1, stable=True))
     seg_sorted = segments.gather(1, order)
@@ -149,8 +157,10 @@ def pair_segments(segments: Tensor) -> Tensor:
 
 def adjacent_similarity(keys: Tensor) -> Tensor:
     """Cosine similarity of adjacent tokens' keys: ``(B, T, dk) -> (B, T-1)``."""
-    k = torch.nn.functional.normalize(keys.float(), dim=-1)
-    return (k[:, :-1] * k[:, 1:]).sum(-1)
+    k = keys.float()
+    norms = torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)  # as F.normalize's eps
+    # fused dot products and one division per pair: no normalised copy of the keys
+    return torch.linalg.vecdot(k[:, :-1], k[:, 1:]) / (norms[:, :-1] * norms[:, 1:])
 
 
 def non_overlapping(candidates: Tensor) -> Tensor:
