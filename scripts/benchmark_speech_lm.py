@@ -72,6 +72,7 @@ from fastadasp.benchmarking import (
     spread,
     write_json,
 )
+from fastadasp.engine import attention
 from fastadasp.models.speech_lm import decoder_stack_spec
 from fastadasp.reduction import FastAdaSPDense, FastAdaSPSparse, kv_cache_bytes
 
@@ -285,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
                    "'0 1' for long prompts (default: all)")
     p.add_argument("--op-profile", action="store_true",
                    help="also profile one prefill per variant (first length): device busy share, syncs, top host ops")
+    p.add_argument("--sizes", choices=("engine", "read", "bounded"), default="engine",
+                   help="per-layer sizes of the deferred mass: the engine's policy (read on CPU, host bounds elsewhere), "
+                        "always read from the device, or always bounded on the host (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
@@ -295,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.preset == "qwen-7b":
         vars(args).update(QWEN_7B)
     device = torch.device(args.device)
+    if args.sizes != "engine":  # an A/B of the synchronising reads against the extra arithmetic of bounds
+        attention.READ_SIZES_ON = (device.type,) if args.sizes == "read" else ()
     decode_lengths = args.decode_audio_tokens or args.audio_tokens[:1]
     longest = max(args.audio_tokens + decode_lengths + [args.batch_audio_tokens])
     model = random_qwen2_lm(args.hidden, args.layers, args.seed, vocab=args.vocab, heads=args.heads,

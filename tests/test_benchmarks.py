@@ -98,17 +98,21 @@ def test_long_audio_rows_are_internally_consistent(long_audio):
     assert len({tuple(r["tokens_per_layer"]) for r in reduced}) == 1  # the same clip: the same plan in every cell
 
 
-def test_speech_lm_benchmark_in_half_precision_reports_what_it_measured(tmp_path):
-    """The GPU command's code path (bf16, several decode lengths, op profile) on a tiny
-    random LLM on the CPU: caches in bf16 bytes, measured == analytic, the requested
-    decode lengths and steps, the profile's counts."""
+def test_speech_lm_benchmark_in_half_precision_reports_what_it_measured(tmp_path, monkeypatch):
+    """The GPU command's code path (bf16, several decode lengths, op profile, the
+    GPU's size policy) on a tiny random LLM on the CPU: caches in bf16 bytes,
+    measured == analytic, the requested decode lengths and steps, the profile's counts."""
+    from fastadasp.engine import attention
+
+    monkeypatch.setattr(attention, "READ_SIZES_ON", attention.READ_SIZES_ON)  # main() switches it; restored after
     out = tmp_path / "llm.json"
     argv = ["--hidden", "128", "--layers", "4", "--vocab", "512", "--dtype", "bfloat16", "--flops", "0.3",
             "--audio-tokens", "300", "--decode-audio-tokens", "300", "400", "--new-tokens", "3",
             "--batch-audio-tokens", "200", "--batch-size", "2", "--batch-new-tokens", "2", "--repeats", "1",
             "--max-repeats", "1", "--profile-repeats", "1", "--decode-repeats", "1", "--warmup-audio-tokens", "200",
-            "--prefill-variants", "0", "1", "--op-profile", "--json", str(out)]
+            "--prefill-variants", "0", "1", "--op-profile", "--sizes", "bounded", "--json", str(out)]
     assert load_script("benchmark_speech_lm").main(argv) == 0
+    assert attention.READ_SIZES_ON == () and not attention.reads_sizes(torch.device("cpu"))
     payload = json.loads(out.read_text())
     full, weighted = payload["prefill"]["300"]
     assert full["kv_measured_bytes"] == full["kv_analytic_bytes"] == 4 * 340 * 2 * 128 * 2  # layers x T x K,V x d x bf16

@@ -187,10 +187,9 @@ PLAN_CHECK = [("tolist", "reducer.py")]  # once per forward, after the last laye
 
 def bounded_sizes(monkeypatch) -> None:
     """The policy of a GPU (no size read from the device) on the CPU."""
-    from fastadasp.engine import attention, reducer as reducer_module
+    from fastadasp.engine import attention
 
     monkeypatch.setattr(attention, "READ_SIZES_ON", ())
-    monkeypatch.setattr(reducer_module, "READ_SIZES_ON", ())
 
 
 def whisper_layers(tiny_whisper, red, monkeypatch, sizes_read=True):

@@ -28,6 +28,8 @@ __all__ = [
     "attention_with_received",
     "attention_with_lse",
     "PROBE_IMPLEMENTATION",
+    "READ_SIZES_ON",
+    "reads_sizes",
 ]
 
 PROBE_IMPLEMENTATION = "fastadasp"
@@ -47,6 +49,12 @@ _LOG2E = 1.4426950408889634
 #: free on the CPU, which has no queue of launched kernels to drain. Elsewhere it
 #: works with bounds known on the host, so a reducing layer never synchronises
 READ_SIZES_ON = ("cpu",)
+
+
+def reads_sizes(device: torch.device) -> bool:
+    """Whether per-layer code may read data-dependent sizes from ``device``
+    (looked up at call time: a benchmark may switch the policy)."""
+    return device.type in READ_SIZES_ON
 #: The deferred received mass (fused kernel + log-sum-exp, grouped keys only)
 #: is what weighted merges use on CPU and CUDA. Measured one thread on this
 #: project's CPU (``torch.utils.benchmark``, 2026-11-26): a causal 16-head layer
@@ -203,7 +211,7 @@ class DeferredReceived:
         received = torch.zeros(b, m, dtype=torch.float32, device=q.device)
         ends = list(range(min(chunk, t), t, chunk)) + [t]
         starts = [0] + ends[:-1]
-        if self.causal and q.device.type not in READ_SIZES_ON:  # every chunk: all columns, masked
+        if self.causal and not reads_sizes(q.device):  # every chunk: all columns, masked
             free, widths = [0] * len(ends), [m] * len(ends)
         elif self.causal:  # columns are ascending: a chunk of queries s..e-1 sees a prefix of them,
             # all of it up to column s (no mask needed there), the rest only below the diagonal

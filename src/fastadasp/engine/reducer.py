@@ -44,7 +44,7 @@ from ..reduction import (
     solve_ratio_flops,
 )
 from ..reduction.ops import Reduction, segment_lengths
-from .attention import READ_SIZES_ON, AttentionProbe, DeferredReceived, install_probe, remove_probe
+from .attention import AttentionProbe, DeferredReceived, install_probe, reads_sizes, remove_probe
 from .policies import BidirectionalPolicy, CausalPolicy
 from .state import ReductionState
 
@@ -419,10 +419,10 @@ class TokenReducer:
 
     @staticmethod
     def _most_grouped(index: int, state: ReductionState, h: Tensor) -> int | None:
-        """Where sizes are not read from the device (:data:`READ_SIZES_ON`), a
+        """Where sizes are not read from the device (``attention.READ_SIZES_ON``), a
         bound on the tokens in groups of two or more: a group of ``s`` tokens
         removes ``s - 1``, so at most twice the most tokens any row removes."""
-        if h.device.type in READ_SIZES_ON or index not in state.planned:
+        if reads_sizes(h.device) or index not in state.planned:
             return None
         return 2 * (h.shape[1] - state.planned[index][1])
 
