@@ -87,7 +87,7 @@ class _Progress:
             eta = (self.total - self.done) / rate if rate > 0 else math.inf
             eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
             logger.info("%d/%d samples, %.2f samples/s, ETA %s, %d failed, audio tokens kept %s",
-                     self.done, self.total, rate, eta_s, self.failed, kept)
+                        self.done, self.total, rate, eta_s, self.failed, kept)
             self._next_log = self.done + self.every
 
     def close(self) -> None:
@@ -182,7 +182,7 @@ def evaluate(
     done = {r["id"]: r for r in kept if r["id"] in index_of}
     if len(done) < len(kept):
         logger.warning("%s: ignored %d finished rows whose ids are not in this run's samples",
-                                 folder.predictions, len(kept) - len(done))
+                       folder.predictions, len(kept) - len(done))
     earlier_s, earlier_timed = folder.earlier_timing() if done else (0.0, 0)
     folder.start(identity, list(done.values()))
     failures: list[dict] = []

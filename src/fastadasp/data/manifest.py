@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .audio import read_audio
+from .audio import AudioError, read_audio
 
 __all__ = ["ManifestError", "Sample", "load_manifest", "read_audios", "write_manifest"]
 
@@ -48,8 +48,6 @@ def read_audios(samples, sr: int = 16000) -> tuple[list["Sample"], list[np.ndarr
 
     A sample whose audio is missing, unreadable, empty or not finite becomes a
     failure ``{"id", "error"}`` with the reason; any other error propagates."""
-    from .audio import AudioError
-
     ready, audios, failures = [], [], []
     for sample in samples:
         try:

@@ -194,14 +194,15 @@ class DeferredReceived:
         q = torch.empty(b, hkv, t, g, hd + extra, dtype=self.query.dtype if half else torch.float32,
                         device=self.query.device)
         grouped = self.query.unflatten(1, (hkv, g)).transpose(2, 3)  # (B, Hkv, T, g, hd)
+        lse = self.lse.unflatten(1, (hkv, g)).transpose(2, 3)  # (B, Hkv, T, g)
         if half:
-            hi = self.lse.to(self.query.dtype).unflatten(1, (hkv, g)).transpose(2, 3)
+            hi = lse.to(self.query.dtype)
             torch.mul(grouped, self.scale, out=q[..., :hd])
             q[..., hd] = -hi
-            q[..., hd + 1] = (hi.float() - self.lse.unflatten(1, (hkv, g)).transpose(2, 3)).to(self.query.dtype)
+            q[..., hd + 1] = (hi.float() - lse).to(self.query.dtype)
         else:  # one pass writes the scaled query, in base 2, beside its log-sum-exp
             torch.mul(grouped, self.scale * _LOG2E, out=q[..., :hd])
-            q[..., hd] = self.lse.unflatten(1, (hkv, g)).transpose(2, 3) * -_LOG2E
+            q[..., hd] = lse * -_LOG2E
         kc = _take_keys(self.key, cols).to(q.dtype)  # (B, Hkv, m, hd)
         kt = torch.cat([kc, kc.new_ones(b, hkv, m, extra)], -1).view(b * hkv, m, hd + extra)
         kt = kt.transpose(1, 2).contiguous()  # (B*Hkv, hd+e, m): ~5% faster CPU matmuls than the transposed view
