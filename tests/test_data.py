@@ -142,3 +142,17 @@ def test_build_without_tools_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_set.shutil, "which", lambda tool: None)
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng sox"):
         demo_set.build_demo_set(tmp_path, sentences=("one two three four five six",))
+
+
+def test_manifest_round_trips_unicode_line_separators(tmp_path):
+    """U+2028, U+2029 and U+0085 are written raw (ensure_ascii=False); lines split on "\\n" only."""
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"x")
+    text = "one\u2028two\u2029three\u0085four"
+    write_manifest(tmp_path / "m.jsonl", [Sample("a", wav, text, {"note": "x\u2028y"})])
+    # and a CRLF copy, as an editor on Windows writes it
+    crlf = tmp_path / "crlf.jsonl"
+    crlf.write_bytes((tmp_path / "m.jsonl").read_bytes().replace(b"\n", b"\r\n"))
+    for path in (tmp_path / "m.jsonl", crlf):
+        (sample,) = load_manifest(path)
+        assert sample.text == text and sample.extra["note"] == "x\u2028y"

@@ -5,10 +5,14 @@ the files and quirks users actually have: FLAC + trans.txt (LibriSpeech), mp3 +
 QUOTE_NONE TSVs (CoVoST 2), mp4 with an AAC 48 kHz stereo track and a
 mixed-encoding CSV (MELD), odd file names and 5 captions (Clotho), annotator
 rows (Clotho-AQA), idXXXXX/VIDEO/NNNNN.wav (VoxCeleb1), EmoEvaluation label
-files (IEMOCAP). Speech is rendered with espeak-ng and sox (as the demo set is),
-other sounds with sox's synth, compressed formats with soundfile (mp3) and PyAV
-(mp4/AAC). Every builder is deterministic (sox -R fixes dither), writes 2-6 clips
-of 1-3 s, and returns a `CorpusFixture` saying what a reader must give back.
+files (IEMOCAP), and the released quirks that broke readers before: U+0085 inside
+MELD utterances, CoVoST 2's `train_covost` rows and a clip missing from Common
+Voice's `validated.tsv` (`build_covost2(full_tsv=True)`), an X->en pair
+(`pair="fr_en"`), a VoxCeleb1 trial list (`build_voxceleb(trials=True)`).
+Speech is rendered with espeak-ng and sox (as the demo set is), other sounds
+with sox's synth, compressed formats with soundfile (mp3) and PyAV (mp4/AAC).
+Every builder is deterministic (sox -R fixes dither), writes 2-6 clips of 1-3 s,
+and returns a `CorpusFixture` saying what a reader must give back.
 
 Used by tests (tests/test_corpora.py and the runner's) and by
 scripts/build_fixtures.py, which writes them all into one folder.
@@ -27,6 +31,7 @@ import av
 import numpy as np
 import soundfile as sf
 
+from .corpora.covost2 import NOT_IN_VALIDATED
 from .demo_set import SENTENCES, _check_tools, _run
 
 __all__ = [
@@ -39,14 +44,16 @@ __all__ = [
 @dataclass(frozen=True)
 class CorpusFixture:
     """What a builder wrote: the dataset config name, the `root` to pass, the other
-    loader arguments, per sample id the fields a reader must return, and the task
-    (configs/task/<task>.yaml) the corpus is evaluated with."""
+    loader arguments, per sample id the fields a reader must return, the task
+    (configs/task/<task>.yaml) the corpus is evaluated with, and the rows the
+    reader must leave out on purpose (reason -> ids, as `SampleList.dropped`)."""
 
     name: str
     root: Path
     kwargs: dict[str, Any] = field(default_factory=dict)
     expected: dict[str, dict[str, Any]] = field(default_factory=dict)
     task: str = "asr"
+    dropped: dict[str, list[str]] = field(default_factory=dict)
 
     def overrides(self) -> list[str]:
         """run.py overrides that select this corpus (`dataset=<name> dataset.root=...`)."""
@@ -56,7 +63,11 @@ class CorpusFixture:
 
 
 def _hydra_value(value: Any) -> str:
-    """A Hydra override literal: [a,b] lists, {k:v} dicts, plain scalars."""
+    """A Hydra override literal: [a,b] lists, {k:v} dicts, null, true/false, plain scalars."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
@@ -157,41 +168,75 @@ def build_librispeech(out: str | Path) -> CorpusFixture:
     return CorpusFixture("librispeech", root, {"split": "test-clean"}, expected)
 
 
-def build_covost2(out: str | Path, *, full_tsv: bool = False) -> CorpusFixture:
-    """Common Voice `clips/*.mp3` + `covost_v2.en_de.test.tsv` (or the full TSV with a
-    `split` column and a train row that must be skipped). Sentences hold bare quotes."""
-    root = Path(out) / "covost2"
-    rows = [
-        ("common_voice_en_19000002.mp3", 'He said "good morning" to everyone.',
-         'Er sagte "guten Morgen" zu allen.'),
-        ("common_voice_en_19000001.mp3", "The shop closes at six.", "Der Laden schließt um sechs."),
-        ("common_voice_en_19000003.mp3", "It's a \"small\" town, isn't it?",
-         "Es ist eine \"kleine\" Stadt, nicht wahr?"),
-    ]
+# (clip number, source sentence, translation) per pair; sentences hold bare quotes as the release does
+_COVOST2_ROWS: dict[str, tuple[tuple[str, str], list[tuple[str, str, str]]]] = {
+    "en_de": (("en-us", "en-gb+f3"), [
+        ("19000002", 'He said "good morning" to everyone.', 'Er sagte "guten Morgen" zu allen.'),
+        ("19000001", "The shop closes at six.", "Der Laden schließt um sechs."),
+        ("19000003", "It's a \"small\" town, isn't it?", "Es ist eine \"kleine\" Stadt, nicht wahr?"),
+    ]),
+    "fr_en": (("fr", "fr+f3"), [
+        ("19000002", 'Il a dit "bonjour" à tout le monde.', 'He said "hello" to everyone.'),
+        ("19000001", "Le magasin ferme à six heures.", "The shop closes at six."),
+        ("19000003", "C'est une petite ville, n'est-ce pas ?", "It's a small town, isn't it?"),
+    ]),
+}
+#: the extra rows of the released TSV: (clip number, split, listed in validated.tsv)
+_COVOST2_RELEASE_EXTRA = [("18000001", "train", True), ("18000002", "train_covost", True),
+                          ("19000004", "test", False)]
+_CV_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent"
+
+
+def build_covost2(out: str | Path, *, full_tsv: bool = False, pair: str = "en_de") -> CorpusFixture:
+    """Common Voice `clips/*.mp3` of the source language + the pair's CoVoST 2 TSV (pair: en_de or
+    fr_en). Sentences hold bare quotes.
+
+    Default: the split script's `covost_v2.<pair>.test.tsv`. `full_tsv=True`: the release as
+    downloaded, `covost_v2.<pair>.tsv` (path, sentence, translation, split) with a `train` and a
+    `train_covost` row (both split=train) and a test row whose clip Common Voice's `validated.tsv`
+    (also written, with its own columns) does not list: the reader must drop it (`dropped`).
+    """
+    voices, rows = _COVOST2_ROWS[pair]
+    source, target = pair.split("_")
+    folder = "covost2" if (pair, full_tsv) == ("en_de", False) else f"covost2_{pair}{'_released' if full_tsv else ''}"
+    root = Path(out) / folder
+
+    def clip(number: str) -> str:
+        return f"common_voice_{source}_{number}.mp3"
+
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (clip, sentence, _) in enumerate(rows):
-            wav = speak(sentence, Path(tmp) / f"{i}.wav", voice=("en-us", "en-gb+f3")[i % 2])
+        for i, (number, sentence, _) in enumerate(rows):
+            wav = speak(sentence, Path(tmp) / f"{i}.wav", voice=voices[i % 2])
             (root / "clips").mkdir(parents=True, exist_ok=True)
-            write_mp3(wav, root / "clips" / clip)
+            write_mp3(wav, root / "clips" / clip(number))
     client = "a1b2c3d4"
+    dropped: dict[str, list[str]] = {}
     if full_tsv:
-        lines = ["path\tsentence\ttranslation\tclient_id\tsplit"]
-        lines += [f"{c}\t{s}\t{t}\t{client}\ttest" for c, s, t in rows]
-        lines.append(f"common_voice_en_1.mp3\tA train row.\tEine Zeile.\t{client}\ttrain")
-        (root / "covost_v2.en_de.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        extra = [(number, f"Sentence {number}.", f"Translation {number}.", split, listed)
+                 for number, split, listed in _COVOST2_RELEASE_EXTRA]
+        table = [(n, s, t, "test", True) for n, s, t in rows] + extra
+        lines = ["path\tsentence\ttranslation\tsplit"] + [f"{clip(n)}\t{s}\t{t}\t{sp}" for n, s, t, sp, _ in table]
+        (root / f"covost_v2.{pair}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        validated = [_CV_HEADER] + [f"{client}\t{clip(n)}\t{s}\t2\t0\t\t\t" for n, s, _, _, listed in table if listed]
+        (root / "validated.tsv").write_text("\n".join(validated) + "\n", encoding="utf-8")
+        dropped = {NOT_IN_VALIDATED: [Path(clip(n)).stem for n, _, _, sp, listed in table
+                                      if sp == "test" and not listed]}
     else:
-        lines = ["path\tsentence\ttranslation\tclient_id"] + [f"{c}\t{s}\t{t}\t{client}" for c, s, t in rows]
-        (root / "covost_v2.en_de.test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    expected = {Path(c).stem: {"text": s, "translation": t, "target_language": "de"}
-                for c, s, t in sorted(rows)}
-    return CorpusFixture("covost2", root, {"pair": "en_de", "split": "test"}, expected, task="st")
+        lines = ["path\tsentence\ttranslation\tclient_id"] + [f"{clip(n)}\t{s}\t{t}\t{client}" for n, s, t in rows]
+        (root / f"covost_v2.{pair}.test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = {Path(clip(n)).stem: {"text": s, "translation": t, "source_language": source,
+                                     "target_language": target}
+                for n, s, t in sorted(rows)}
+    return CorpusFixture("covost2", root, {"pair": pair, "split": "test"}, expected, task="st", dropped=dropped)
 
 
 def build_meld(out: str | Path) -> CorpusFixture:
     """`MELD.Raw/test_sent_emo.csv` + `output_repeated_splits_test/dia{D}_utt{U}.mp4`.
 
     The CSV reproduces the release's quirks: rows out of order, a quoted field
-    with a comma, doubly-decoded UTF-8 ("heâ\\x80\\x99s") and one line in cp1252.
+    with a comma, doubly-decoded UTF-8 ("heâ\\x80\\x99s"), one line in cp1252, CRLF
+    line ends, and U+0085 inside an utterance (the CSVs released before late 2020:
+    `str.splitlines` breaks the row there), read back as an ellipsis.
     """
     root = Path(out) / "MELD.Raw"
     videos = root / "output_repeated_splits_test"
@@ -202,12 +247,14 @@ def build_meld(out: str | Path) -> CorpusFixture:
         (0, 0, "Oh my God, he’s lost it.", "Oh my God, he’s lost it.".encode("utf-8").decode("latin-1"),
          "Monica", "surprise", "positive"),
         (0, 1, "Yeah, right!", None, "Chandler", "joy", "positive"),
+        (2, 0, "Wait… what?", "Wait\u0085 what?", "Joey", "fear", "negative"),
     ]
     header = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime"
     lines: list[bytes] = [header.encode()]
     with tempfile.TemporaryDirectory() as tmp:
         for sr_no, (dia, utt, clean, stored, speaker, emotion, sentiment) in enumerate(rows, 1):
-            wav = speak(clean.replace("’", "'"), Path(tmp) / f"{dia}_{utt}.wav", voice="en-us", speed=170)
+            spoken = clean.replace("’", "'").replace("…", ",")
+            wav = speak(spoken, Path(tmp) / f"{dia}_{utt}.wav", voice="en-us", speed=170)
             write_mp4(wav, videos / f"dia{dia}_utt{utt}.mp4")
             text = stored if stored is not None else clean
             line = (f'{sr_no},"{text}",{speaker},{emotion},{sentiment},{dia},{utt},3,19,'
@@ -290,9 +337,26 @@ def aqa_expected(confident_only: bool) -> dict[str, dict[str, Any]]:
             for name, q, _ in sorted(_AQA_ROWS, key=lambda r: (r[0], r[1])) if q in winners}
 
 
-def build_voxceleb(out: str | Path) -> CorpusFixture:
+# a VoxCeleb1 trial list in the official format (veri_test2.txt): label 1 = same speaker
+_SV_TRIALS = [
+    ("1", "id10270/5r0dWxy17C8/00001.wav", "id10270/Zf2bXfIUB2A/00002.wav"),
+    ("0", "id10270/5r0dWxy17C8/00001.wav", "id10271/Zf2bXfIUB2A/00002.wav"),
+    ("1", "id10271/5r0dWxy17C8/00001.wav", "id10271/Zf2bXfIUB2A/00002.wav"),
+    ("0", "id10271/5r0dWxy17C8/00001.wav", "id10272/5r0dWxy17C8/00001.wav"),
+    ("1", "id10272/Zf2bXfIUB2A/00002.wav", "id10272/5r0dWxy17C8/00001.wav"),
+    ("0", "id10272/Zf2bXfIUB2A/00002.wav", "id10270/Zf2bXfIUB2A/00002.wav"),
+]
+
+
+def build_voxceleb(out: str | Path, *, trials: bool = False) -> CorpusFixture:
     """`vox1_test_wav/wav/idXXXXX/VIDEO/NNNNN.wav` (as the zip extracts): 3 speakers
-    (3 espeak-ng voices) x 2 utterances of about 1 s."""
+    (3 espeak-ng voices) x 2 utterances of about 1 s, and `vox1_test_wav/veri_test2.txt`,
+    a 6-line trial list in the official format (3 same-speaker, 3 two-speaker trials).
+
+    Default: the built set (n=4, seed 0; its samples are seeded, so `expected` is empty).
+    `trials=True`: the set from the trial list (every trial: n=null), whose `expected`
+    gives each trial's answer, speakers and sources.
+    """
     root = Path(out) / "vox1_test_wav"
     speakers = {"id10270": "en-us", "id10271": "en-gb+f3", "id10272": "en-us+m3"}
     words = ["one moment please", "thank you so much", "see you later", "good evening",
@@ -302,7 +366,15 @@ def build_voxceleb(out: str | Path) -> CorpusFixture:
         for video, name in (("5r0dWxy17C8", "00001.wav"), ("Zf2bXfIUB2A", "00002.wav")):
             speak(words[i], root / "wav" / spk / video / name, voice=voice, speed=180)
             i += 1
-    return CorpusFixture("voxceleb_sv", root, {"n": 4, "seed": 0}, {}, task="sv")
+    trial_list = root / "veri_test2.txt"
+    trial_list.write_text("".join(f"{label} {a} {b}\n" for label, a, b in _SV_TRIALS), encoding="utf-8")
+    if not trials:
+        return CorpusFixture("voxceleb_sv", root, {"n": 4, "seed": 0}, {}, task="sv")
+    expected = {f"trial{line:06d}": {"answer": "yes" if label == "1" else "no",
+                                     "speakers": list(dict.fromkeys([a.split("/")[0], b.split("/")[0]])),
+                                     "sources": [a, b]}
+                for line, (label, a, b) in enumerate(_SV_TRIALS, start=1)}
+    return CorpusFixture("voxceleb_sv", root, {"trials": str(trial_list), "n": None, "seed": 0}, expected, task="sv")
 
 
 def build_iemocap(out: str | Path) -> CorpusFixture:

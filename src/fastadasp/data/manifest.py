@@ -107,7 +107,8 @@ def load_manifest(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # JSON Lines are separated by "\n" only: str.splitlines would also split on U+2028/U+0085 inside strings
+        lines = [line.removesuffix("\r") for line in path.read_bytes().decode("utf-8").split("\n")]
     except FileNotFoundError as exc:
         raise ManifestError(f"manifest not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:

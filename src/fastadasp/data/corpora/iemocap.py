@@ -7,7 +7,7 @@ lines read `[START - END]<TAB>UTT_ID<TAB>EMO<TAB>[V, A, D]`; the clip is
 `UTT_ID [START-END]: text` line. The usual 4-class setting:
 neu -> neutral, hap and exc -> happy (merged), ang -> angry, sad -> sad; every
 other label (fru, sur, fea, dis, oth, xxx) is dropped. Default sessions=[5]:
-the test fold of leave-one-session-out.
+the test fold of leave-one-session-out. Files are split into lines on "\n" only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..manifest import Sample
-from ._common import CorpusError, apply_limit, check_limit, require_dir
+from ._common import CorpusError, apply_limit, check_limit, read_lines, require_dir
 
 __all__ = ["FOUR_CLASS", "IEMOCAP_LABELS", "load_iemocap"]
 
@@ -34,7 +34,7 @@ def _transcripts(path: Path) -> dict[str, str]:
     """UTT_ID -> text from a transcription file; lines of other shapes are not utterances."""
     if not path.is_file():
         return {}
-    found = (_TRANSCRIPT.match(line) for line in path.read_text(encoding="utf-8", errors="replace").splitlines())
+    found = (_TRANSCRIPT.match(line) for line in read_lines(path, errors="replace"))
     return {m["utt"]: m["text"].strip() for m in found if m is not None}
 
 
@@ -68,7 +68,7 @@ def load_iemocap(
         for path in files:
             dialog = path.stem
             texts = _transcripts(session_dir / "dialog" / "transcriptions" / f"{dialog}.txt")
-            for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            for lineno, line in enumerate(read_lines(path, errors="replace"), 1):
                 if not line.startswith("["):
                     continue  # per-annotator lines (C-E1:, A-E2:), headers, blanks
                 match = _LINE.match(line)

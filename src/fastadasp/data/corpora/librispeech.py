@@ -1,7 +1,8 @@
 """LibriSpeech as extracted: `LibriSpeech/<split>/SPK/CHAPTER/SPK-CHAPTER-UTT.flac`.
 
 Each chapter folder has `SPK-CHAPTER.trans.txt` with `UTT-ID TRANSCRIPT` per line
-(upper-case, no punctuation). Samples are sorted by (speaker, chapter, utterance)
+(upper-case, no punctuation), split on "\n" only (CRLF copies read the same).
+Samples are sorted by (speaker, chapter, utterance)
 as integers, the order of the official lists.
 """
 
@@ -11,7 +12,7 @@ import re
 from pathlib import Path
 
 from ..manifest import Sample
-from ._common import CorpusError, apply_limit, check_limit, require_dir
+from ._common import CorpusError, apply_limit, check_limit, read_lines, require_dir
 
 __all__ = ["load_librispeech"]
 
@@ -36,7 +37,7 @@ def load_librispeech(root: str | Path, split: str = "test-clean", limit: int | N
     keyed: list[tuple[tuple[int, int, int], Sample]] = []
     for trans in sorted(split_dir.glob("*/*/*.trans.txt")):
         prefix = trans.name[: -len(".trans.txt")]
-        for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), start=1):
+        for lineno, line in enumerate(read_lines(trans), start=1):
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")

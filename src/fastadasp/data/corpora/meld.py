@@ -5,7 +5,10 @@ Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime`); the clip
 of row (D, U) is `<video dir>/dia{D}_utt{U}.mp4` (AAC 48 kHz stereo inside,
 read by PyAV). The released CSVs mix encodings and carry UTF-8 text that was
 once decoded as Latin-1/cp1252 ("youâ\\x80\\x99re"): both are repaired so the
-transcripts compare cleanly.
+transcripts compare cleanly. The CSVs released before late 2020 hold U+0085 inside
+utterances (31 test rows): rows are split on line breaks only (`read_table`), and
+the character is then read as cp1252's ellipsis by `fix_mojibake`, before the
+text is stripped (str.strip would take a final U+0085 for white space).
 """
 
 from __future__ import annotations
@@ -99,10 +102,10 @@ def load_meld(
             raise CorpusError(f"{where}: column Emotion: unknown label {row['Emotion']!r} "
                               f"(expected one of {MELD_LABELS})")
         sample_id = f"dia{dialogue}_utt{utterance}"
-        extra = {"label": label, "labels": list(MELD_LABELS), "speaker": fix_mojibake(row["Speaker"].strip()),
+        extra = {"label": label, "labels": list(MELD_LABELS), "speaker": fix_mojibake(row["Speaker"]).strip(),
                  "sentiment": row.get("Sentiment", "").strip().lower(),
                  "dialogue_id": dialogue, "utterance_id": utterance}
-        sample = Sample(sample_id, videos / f"{sample_id}.mp4", fix_mojibake(row["Utterance"].strip()), extra)
+        sample = Sample(sample_id, videos / f"{sample_id}.mp4", fix_mojibake(row["Utterance"]).strip(), extra)
         keyed.append(((dialogue, utterance), sample))
     if not keyed:
         raise CorpusError(f"{table}: no rows")
