@@ -11,7 +11,7 @@ import pytest
 import sacrebleu
 
 from fastadasp.metrics import bleu, captions, classification_accuracy, corpus_bleu, exact_match
-from fastadasp.metrics.accuracy import accuracy
+from fastadasp.metrics.accuracy import accuracy, answer_accuracy
 from fastadasp.metrics.accuracy import normalize_answer
 
 # ----------------------------------------------------------------------------- BLEU
@@ -48,10 +48,51 @@ def test_bleu_uses_zh_tokenizer_for_chinese_targets(target_language):
 @pytest.mark.parametrize(
     "language, tokenizer",
     [(None, "13a"), ("", "13a"), ("de", "13a"), ("en_de", "13a"), ("zh", "zh"), ("ZH-cn", "zh"),
-     ("zh_CN", "zh"), ("en->zh", "zh"), ("zh-CN_en", "13a"), ("ja", "13a")],
+     ("zh_CN", "zh"), ("en->zh", "zh"), ("zh-CN_en", "13a"), ("ja", "ja-mecab"), ("en_ja", "ja-mecab"),
+     ("ja_en", "13a"), ("ko", "ko-mecab"), ("ko-KR", "ko-mecab"), ("en->ko", "ko-mecab")],
 )
 def test_tokenizer_for(language, tokenizer):
     assert bleu.tokenizer_for(language) == tokenizer
+
+
+# Japanese and Korean are written without spaces between words: 13a sees one "word" per clause.
+JA_REFS = ["彼女は大丈夫だろう。", "私は毎朝コーヒーを飲みます。"]
+JA_HYPS = ["彼女は大丈夫です。", "私は毎朝お茶を飲みます。"]
+KO_REFS = ["나는 학교에 갑니다.", "오늘은 날씨가 좋습니다."]
+KO_HYPS = ["나는 학교에 간다.", "오늘 날씨가 좋습니다."]
+
+
+def test_bleu_tokenises_japanese_with_mecab():
+    out = corpus_bleu(JA_REFS, JA_HYPS, target_language="ja")
+    _same_as_sacrebleu(out, sacrebleu.corpus_bleu(JA_HYPS, [JA_REFS], tokenize="ja-mecab"))
+    assert out["tokenize"] == "ja-mecab" and "tok:ja-mecab-" in out["signature"]
+    # MeCab splits the unsegmented sentences into words; 13a cannot, and scores differently
+    thirteen_a = sacrebleu.corpus_bleu(JA_HYPS, [JA_REFS], tokenize="13a").score
+    assert out["bleu"] > 0 and out["bleu"] != pytest.approx(thirteen_a)
+    assert out["sys_len"] > len(JA_HYPS) * 3  # words, not one token per sentence
+
+
+def test_bleu_tokenises_korean_with_mecab_ko():
+    out = corpus_bleu(KO_REFS, KO_HYPS, target_language="en_ko")
+    _same_as_sacrebleu(out, sacrebleu.corpus_bleu(KO_HYPS, [KO_REFS], tokenize="ko-mecab"))
+    assert out["tokenize"] == "ko-mecab" and "tok:ko-mecab-" in out["signature"]
+    assert out["bleu"] != pytest.approx(sacrebleu.corpus_bleu(KO_HYPS, [KO_REFS], tokenize="13a").score)
+
+
+def test_bleu_metric_binds_the_target_and_refuses_a_tokenizer_that_cannot_load(monkeypatch):
+    from fastadasp.config import ConfigError
+
+    score = bleu.bleu_metric(target_language="ja")
+    assert score(JA_REFS, JA_HYPS) == corpus_bleu(JA_REFS, JA_HYPS, target_language="ja")
+    assert bleu.bleu_metric(target_language="ja", tokenize="char")(JA_REFS, JA_HYPS)["tokenize"] == "char"
+
+    def no_mecab(tokenize):
+        raise RuntimeError("Japanese tokenization requires extra dependencies")
+
+    monkeypatch.setattr(bleu.sacrebleu, "BLEU", no_mecab)
+    with pytest.raises(ConfigError, match=r"BLEU for target 'ja' uses ja-mecab, but sacreBLEU's 'ja-mecab' "
+                                          r"tokenizer cannot load here \(Japanese tokenization requires"):
+        bleu.bleu_metric(target_language="ja")
 
 
 def test_bleu_explicit_tokenize_overrides_language():
@@ -139,7 +180,17 @@ def test_classification_rejects_values_outside_labels():
         ("Nope!", "no"),
         ("no one", "no one"),  # "no" followed by a word, not punctuation: not a no-answer
         ("Yes it is", "yes it is"),
-        ("Three", "three"),
+        ("Three", "3"),  # number words become digits, on both sides (issue 15)
+        ("2", "2"),
+        ("02", "2"),
+        ("twenty-one", "21"),
+        ("Twenty one birds.", "21 birds"),
+        ("a hundred and five", "105"),
+        ("two thousand three hundred", "2300"),
+        ("1,000 cars", "1000 cars"),
+        ("2.5 seconds", "2.5 seconds"),
+        ("the second one", "second 1"),  # ordinals stay words
+        ("no one", "no one"),
         ("", ""),
     ],
 )
@@ -151,14 +202,43 @@ def test_exact_match_normalises_and_accepts_any_listed_reference():
     refs = ["dog", "yes", ["rain", "raining"], "two", "car"]
     hyps = ["A dog.", "Yes, it is.", "Raining!", "2", None]
     out = exact_match(refs, hyps)
-    assert (out["accuracy"], out["correct"], out["unparsed"]) == (60.0, 3, 1)
-    assert out["normalize"] == "yesno+squad"
+    assert (out["accuracy"], out["correct"], out["unparsed"]) == (80.0, 4, 1)  # "2" == "two" (issue 15)
+    assert out["normalize"] == "yesno+squad+numbers"
     raw = exact_match(refs, hyps, normalize=False)
     assert raw["correct"] == 0 and raw["normalize"] == "strip"
 
 
+def test_answer_accuracy_majority_any_annotator_and_yes_no_subsets():
+    majority = ["two", "yes", "no", "dog", "rain"]
+    annotators = [["two", "2", "three"], ["yes", "yes", "no"], ["no", "no", "no"], ["dog", "a cat", "dog"],
+                  ["rain", "rain", "water"]]
+    hyps = ["2", "no", "No.", "cat", None]
+    out = answer_accuracy(majority, hyps, annotators)
+    # majority: "2" == "two", "No." == "no"; any annotator: also "no" (one annotator said no) and "cat" ("a cat")
+    assert (out["accuracy"], out["correct"], out["total"], out["unparsed"]) == (40.0, 2, 5, 1)
+    assert (out["accuracy_any_annotator"], out["correct_any_annotator"]) == (80.0, 4)
+    assert (out["accuracy_yes_no"], out["yes_no_total"]) == (50.0, 2)  # "yes" wrong, "no" right
+    assert out["accuracy_open"] == pytest.approx(100 / 3) and out["open_total"] == 3
+    assert list(out)[0] == "accuracy" and out["normalize"] == "yesno+squad+numbers"
+    assert out["annotator_answers_missing"] == 0
+    # the primary number is exact_match's against the majority answer
+    assert out["accuracy"] == exact_match(majority, hyps)["accuracy"]
+
+
+def test_answer_accuracy_without_annotator_answers_says_why():
+    out = answer_accuracy(["yes", "dog"], ["yes", "dog"])
+    assert out["accuracy"] == 100.0 and out["accuracy_any_annotator"] is None
+    assert "annotator answers" in out["accuracy_any_annotator_unavailable"]
+    # a sample without annotator answers counts against its majority answer only, and is counted
+    partial = answer_accuracy(["yes", "dog"], ["no", "cat"], [["yes", "no"], None])
+    assert partial["accuracy_any_annotator"] == 50.0 and partial["annotator_answers_missing"] == 1
+    assert answer_accuracy(["dog"], ["dog"])["accuracy_yes_no"] is None  # an empty subset has no accuracy
+    with pytest.raises(ValueError, match="2 references but 1 annotator answer lists"):
+        answer_accuracy(["a", "b"], ["a", "b"], [["a"]])
+
+
 def test_accuracy_bad_input():
-    for metric in (accuracy, classification_accuracy, exact_match):
+    for metric in (accuracy, classification_accuracy, exact_match, answer_accuracy):
         with pytest.raises(ValueError, match="1 references but 2 hypotheses"):
             metric(["a"], ["a", "b"])
         with pytest.raises(ValueError, match="no samples"):
@@ -415,6 +495,8 @@ def test_get_spice_rejects_a_wrong_zip(get_spice, tmp_path):
     [
         "fastadasp.metrics.wer.corpus_wer",
         "fastadasp.metrics.bleu.corpus_bleu",
+        "fastadasp.metrics.bleu.bleu_metric",
+        "fastadasp.metrics.accuracy.answer_accuracy",
         "fastadasp.metrics.accuracy.accuracy",
         "fastadasp.metrics.accuracy.classification_accuracy",
         "fastadasp.metrics.accuracy.exact_match",

@@ -61,5 +61,4 @@ def reparse(task: Task, rows: list[dict]) -> list[dict]:
 
 
 def rescore(task: Task, rows: list[dict]) -> dict[str, Any]:
-    rows = reparse(task, rows)
-    return task.score([r["reference"] for r in rows], [r["answer"] for r in rows])
+    return task.score_rows(reparse(task, rows))

@@ -7,13 +7,15 @@ Use `fastadasp.metrics.accuracy.accuracy` for plain accuracy.
 """
 
 from . import accuracy
-from .accuracy import classification_accuracy, exact_match, normalize_answer
-from .bleu import corpus_bleu
+from .accuracy import answer_accuracy, classification_accuracy, exact_match, normalize_answer
+from .bleu import bleu_metric, corpus_bleu
 from .captions import caption_scores
 from .wer import corpus_wer
 
 __all__ = [
     "accuracy",
+    "answer_accuracy",
+    "bleu_metric",
     "caption_scores",
     "classification_accuracy",
     "corpus_bleu",

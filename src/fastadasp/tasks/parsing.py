@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from ..data.manifest import Sample
 from ..metrics.accuracy import normalize_answer
+from .classes import EMOTION_WORDS, class_definition_for
 
 __all__ = [
     "EMOTION_SYNONYMS",
@@ -49,20 +50,9 @@ class TextAnswer:
         return "TextAnswer()"
 
 
-# Emotion words that name the same class. A group maps to whichever of its
-# words is in the sample's label set, so MELD's "joy" and IEMOCAP's "happy"
-# both work: "happy" -> "joy" for MELD, "joy" -> "happy" for IEMOCAP.
-EMOTION_SYNONYMS: tuple[tuple[str, ...], ...] = (
-    ("joy", "joyful", "joyous", "happy", "happiness", "happily", "glad", "cheerful"),
-    ("sadness", "sad", "sadly", "unhappy", "sorrow", "sorrowful"),
-    ("anger", "angry", "angrily", "mad", "furious"),
-    ("surprise", "surprised", "surprising", "amazed", "astonished"),
-    ("fear", "fearful", "scared", "afraid", "frightened", "terrified"),
-    ("disgust", "disgusted", "disgusting"),
-    ("neutral", "neutrality", "calm"),
-    ("frustration", "frustrated"),
-    ("excited", "excitement"),
-)
+# The generic emotion synonym groups (a custom label set's fallback; see `classes.py`). A group maps to
+# whichever of its words is in the sample's label set: "happy" -> "joy" for labels that say "joy".
+EMOTION_SYNONYMS: tuple[tuple[str, ...], ...] = tuple(EMOTION_WORDS.values())
 
 _NEGATIONS = {"not", "no", "never", "without", "isn't", "wasn't", "aren't", "don't", "doesn't", "didn't", "nor"}
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
@@ -76,13 +66,19 @@ def _tokens(text: str) -> list[str]:
 class LabelAnswer:
     """Map free text to one of `sample.extra["labels"]` (ER).
 
+    Which words mean which class follows the dataset's class definition
+    (`fastadasp.tasks.classes`, chosen by the sample's label set): for IEMOCAP's
+    4 classes "excited" means happy, as the reader merges exc into happy; for
+    MELD's 7 labels "happy" means joy. A label set with no definition there uses
+    the generic synonym groups (`EMOTION_SYNONYMS`).
+
     Rule, in order:
     1. Words: lower-case, punctuation removed.
     2. The whole answer is a label -> that label.
-    3. Otherwise every word (or multi-word label) that is a label or a synonym
-       of one (`EMOTION_SYNONYMS`, plus `synonyms`: {word: a label, or a group
-       word that resolves to a label through its group})
-       is a mention. A mention negated by one of `_NEGATIONS` within the two
+    3. Otherwise every word (or multi-word label) that is a label or one of its
+       class words (plus `synonyms`: {word: a label, or a class word that
+       resolves to a label}) is a mention. A mention negated by one of
+       `_NEGATIONS` within the two
        words before it, with no punctuation in between, is dropped: "not happy
        but sad" -> sadness, "not very happy" -> None, but "no doubt, happy" -> joy.
     4. One distinct label among the remaining mentions -> that label; none, or
@@ -96,10 +92,14 @@ class LabelAnswer:
         """Phrase (as a word tuple) -> label, for the labels of this sample."""
         vocab: dict[tuple[str, ...], str] = {}
         label_set = set(labels)
-        for group in EMOTION_SYNONYMS:
-            in_set = [w for w in group if w in label_set]
-            if len(in_set) == 1:  # two labels of one group stay distinct labels
-                vocab.update({(w,): in_set[0] for w in group})
+        definition = class_definition_for(labels)
+        if definition is not None:
+            vocab.update(definition.phrases())
+        else:
+            for group in EMOTION_SYNONYMS:
+                in_set = [w for w in group if w in label_set]
+                if len(in_set) == 1:  # two labels of one group stay distinct labels
+                    vocab.update({(w,): in_set[0] for w in group})
         for word, target in self.synonyms.items():
             if target in label_set:
                 vocab[tuple(word.split())] = target
