@@ -1,23 +1,31 @@
 """Combine the shard folders of one evaluation into one result.
 
-    python -m fastadasp.merge SHARD_DIR [SHARD_DIR ...] --out DIR
+    python -m fastadasp.merge SHARD_DIR [SHARD_DIR ...] --out DIR [--overwrite]
 
 The shards (``shard=i num_shards=n``, e.g. SLURM array jobs) must share every
-setting except the shard index and cover every shard exactly once; their
-predictions are concatenated in dataset order and scored once, so the merged
-``metrics.json`` equals a single-process run's (timings aside).
+setting except the shard index and cover every shard exactly once, each
+finished and none still being written; their predictions are concatenated in
+dataset order and scored once, so the merged ``metrics.json`` equals a
+single-process run's (timings aside).
+
+The output folder is locked for the merge like a run folder. It may not be one
+of the shards (however it is spelt: relative path, symlink), and one that
+already holds results is refused unless ``--overwrite``, which keeps the old
+results aside until the merged ``metrics.json`` is written
+(:mod:`fastadasp.run_folder`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from .rescoring import load_run, task_from_settings
-from .run_folder import RunFolderError, identity_diff, write_json_atomic
+from .run_folder import RunFolder, RunFolderError, identity_diff, lock_holder, unique_rows
 
 __all__ = ["merge_shards", "main"]
 
@@ -25,13 +33,37 @@ __all__ = ["merge_shards", "main"]
 _PER_PROCESS = {"wall_s", "timed_samples", "samples_per_s", "shard", "failures", "num_failed", "metrics", "config"}
 
 
-def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:
+def _same_folder(a: Path, b: Path) -> bool:
+    """One folder, however each is spelt (relative, through a symlink, a bind mount)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool = False) -> dict:
     """Check, concatenate and score the shards; write the merged run folder."""
     from .runner import summarize
 
-    loaded = [(Path(d), *load_run(d)) for d in shard_dirs]
-    if not loaded:
+    if not shard_dirs:
         raise RunFolderError("no shard folders given")
+    out = Path(out_dir)
+    for d in map(Path, shard_dirs):
+        if _same_folder(d, out):
+            raise RunFolderError(f"--out {out} is the input shard {d}: the merge would overwrite it; "
+                                 "choose a new output folder")
+        holder = lock_holder(d)
+        if holder:
+            raise RunFolderError(f"shard {d} is still being written ({holder}): merge once that run has finished")
+    remedy = "add --overwrite to replace them, or choose another --out folder"
+    if not overwrite and RunFolder(out).holds_results():  # early and read-only; check() decides under the lock
+        raise RunFolderError(f"{out} already holds results; {remedy}")
+    loaded = []
+    for d in map(Path, shard_dirs):
+        settings, rows, metrics = load_run(d)
+        loaded.append((d, settings, unique_rows(rows, d / "predictions.jsonl"), metrics))
     ref_dir, ref_settings, _, _ = loaded[0]
     count = ref_settings["subset"]["num_shards"]
     seen: dict[int, Path] = {}
@@ -62,25 +94,27 @@ def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:
         "samples_per_s": None,
         "config": first.get("config"),
     }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps(ref_settings))
     settings["subset"].update({"shard": None, "num_samples": len(rows) + len(failures)})
-    write_json_atomic(out / "settings.json", settings)
-    (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    write_json_atomic(out / "metrics.json", merged)
+    with RunFolder(out, remedy=remedy) as folder:  # locked until the merged metrics.json is written
+        folder.check(settings, resume=False, overwrite=overwrite)
+        folder.start(settings, rows)
+        folder.finish(merged)
     return merged
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m fastadasp.merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("shards", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="a new folder (or an empty one)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results already in --out (kept aside until the merge is written)")
     args = parser.parse_args(argv)
-    return merge_shards(args.shards, args.out)
+    return merge_shards(args.shards, args.out, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     try:
         m = main()
         print(json.dumps({k: m[k] for k in ("num_samples", "num_failed", "metrics")}, indent=1, default=str))
