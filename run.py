@@ -1,10 +1,17 @@
 """Hydra entry point: `python run.py method=fastadasp_dense flops=0.3` (see configs/).
 
-Expected errors (a bad config value, manifest or corpus, an infeasible budget,
-an output folder that holds results) print one line naming the cause to
-stderr (and to the run's log file) and exit with status 2; in a multirun the failed job is logged and recorded, the
-other jobs still run, and the sweep exits non-zero at the end.
+Expected errors (a bad config value, method setting, manifest, corpus or audio
+file, an infeasible budget, a device this torch cannot use, an output folder
+that holds results or cannot be written, a run in which no sample could be
+evaluated: ``fastadasp.runner.EXPECTED_ERRORS``) print one line naming the
+cause to stderr (and to the run's log file) and exit with status 2.
 `HYDRA_FULL_ERROR=1` shows the full traceback instead.
+
+Before a multirun starts, every job of the sweep is checked without loading a
+model (``fastadasp.preflight``, a Hydra callback): all bad jobs are reported,
+one line each, and no job starts (exit 2). A job that still fails while the
+sweep runs is logged and recorded, the other jobs still run, and the sweep
+exits non-zero at the end.
 """
 
 import logging
@@ -19,12 +26,19 @@ from omegaconf import DictConfig
 from fastadasp.config import ConfigError, check_overrides  # also registers the typed top-level schema
 
 
-def _fail(message: str) -> None:
-    """One line on stderr, and the same line in Hydra's run.log when there is one."""
-    record = logging.LogRecord("fastadasp", logging.ERROR, __file__, 0, message, None, None)
+def _to_run_log(message: str, exc_info=None) -> None:
+    """``message`` (and a traceback) in Hydra's run.log only: the console already
+    shows them (Hydra and Python print tracebacks to stderr, never to the log)."""
+    record = logging.LogRecord("fastadasp", logging.ERROR, __file__, 0, message, None, exc_info)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
-            handler.emit(record)
+            handler.handle(record)
+            handler.flush()
+
+
+def _fail(message: str) -> None:
+    """One line on stderr, and the same line in Hydra's run.log when there is one."""
+    _to_run_log(message)
     print(message, file=sys.stderr)
     sys.exit(2)
 
@@ -43,6 +57,10 @@ def run(cfg: DictConfig) -> float | None:
             logging.getLogger("fastadasp").error("error: %s", exc)
             raise
         _fail(f"error: {exc}")
+    except BaseException as exc:  # a traceback or an interruption (Ctrl-C): run.log gets it too
+        if not (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            _to_run_log(f"run stopped: {type(exc).__name__}: {exc}", sys.exc_info())
+        raise
     value = metrics["metrics"].get(metrics.get("primary_metric"))
     return value if isinstance(value, (int, float)) else None
 

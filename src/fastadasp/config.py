@@ -4,8 +4,8 @@
 the first entry of ``configs/config.yaml``'s defaults, so Hydra itself refuses
 ``flops=abc`` or ``batch_size=two`` while composing. :func:`validate` adds the
 range checks a type cannot express (``flops`` in [0, 1), ``batch_size >= 1``,
-``0 <= shard < num_shards``, ...) and raises :class:`ConfigError` with one line
-naming the key, the value and what is allowed.
+``0 <= shard < num_shards``, a seed in [0, 2**63 - 1], ...) and raises
+:class:`ConfigError` with one line naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ __all__ = ["ConfigError", "RunConfig", "RunSettings", "check_overrides", "valida
 
 class ConfigError(ValueError):
     """A configuration value is out of range or inconsistent."""
+
+
+#: the largest seed (torch.manual_seed takes 64 bits; a signed 64-bit value fits every generator)
+SEED_MAX = 2**63 - 1
 
 
 @dataclass
@@ -126,11 +130,14 @@ def validate(cfg: Any) -> RunSettings:
     every = _number(cfg, "progress_every", int, 50)
     if every < 1:
         raise ConfigError(f"progress_every must be >= 1, got {every}")
+    seed = _number(cfg, "seed", int, 0)
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed must be an integer in [0, 2**63 - 1] (torch's generators take 64 bits), got {seed}")
     return RunSettings(
         flops=flops,
         batch_size=batch_size,
         limit=limit,
-        seed=_number(cfg, "seed", int, 0),
+        seed=seed,
         resume=resume,
         overwrite=overwrite,
         shard=shard,

@@ -83,8 +83,13 @@ class Budget:
     search: str = "exact"
 
     def __post_init__(self) -> None:
+        # BudgetError (a ValueError): a setting no model can take, refused when the budget is built
         if self.model not in ("flops", "paper"):
-            raise ValueError(f"unknown budget model {self.model!r}; expected 'flops' or 'paper'")
+            raise BudgetError(f"unknown budget model {self.model!r} (budget.model); expected 'flops' or 'paper'")
+        if self.search not in ("exact", "grid"):
+            raise BudgetError(f"unknown budget search {self.search!r} (budget.search); expected 'exact' or 'grid'")
+        if isinstance(self.flops, bool) or not isinstance(self.flops, (int, float)) or not 0 <= self.flops < 1:
+            raise BudgetError(f"flops must be a FLOPs-reduction fraction in [0, 1), got {self.flops!r}")
 
     def base_ratio(self, method: ReductionMethod, spec: StackSpec, layout: TokenLayout) -> float:
         if self.flops == 0:

@@ -49,6 +49,9 @@ class SpeechModel(ABC):
     family: str
     #: human-readable identity (checkpoint name or path) for metrics.json
     name: str
+    #: model config keys that change speed or memory but never a prediction (left out of a run's identity,
+    #: so a run can resume with another value)
+    throughput_settings: frozenset[str] = frozenset()
 
     @property
     @abstractmethod

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .budget import BudgetError, layer_ratios
+from .budget import SCHEDULES, BudgetError, layer_ratios
+from .flops import StackSpec
 from .ops import (
     Reduction,
     adjacent_similarity,
@@ -41,8 +42,37 @@ __all__ = [
     "RandomMerge",
     "RandomEvict",
     "H2O",
+    "MethodSettingsError",
     "sample_seed",
 ]
+
+
+class MethodSettingsError(ValueError):
+    """A method setting is invalid, or does not fit the model's reduced stack.
+
+    Raised by the constructors (a value no model can take) and by
+    :meth:`ReductionMethod.validate` (a value this model cannot take, checked
+    from the stack's shapes before any weights load); the message names the
+    ``method.<key>`` and says what is allowed."""
+
+
+def _layer_index(value: object, key: str) -> int:
+    """A layer setting: an integer >= 0 (the stack's depth is checked by ``validate``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MethodSettingsError(f"method.{key} must be a layer index (an integer >= 0), got {value!r}")
+    return value
+
+
+def _flag(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise MethodSettingsError(f"method.{key} must be true or false, got {value!r}")
+    return value
+
+
+def _seed(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MethodSettingsError(f"method.seed must be an integer, got {value!r}")
+    return value
 
 
 @dataclass
@@ -124,6 +154,28 @@ class ReductionMethod:
     #: data: the engine then plans every layer's output length on the host (no
     #: device read per layer) and checks the plan once per forward
     exact_counts: bool = False
+    #: the config key that sets ``start_layer`` (``method.layer`` or ``method.start_layer``), for messages
+    layer_key: str = "start_layer"
+
+    def validate(self, spec: StackSpec) -> None:
+        """Refuse settings that this model's reduced stack cannot take, from its
+        shapes alone (the runner calls it before any weights load, whatever the
+        FLOPs target): a KV-cache method on a stack without a KV cache, a layer
+        outside the stack, a schedule the budget solver does not know. Raises
+        :class:`MethodSettingsError` naming the key. Subclasses extend it."""
+        n = spec.num_layers
+        if self.acts_on == "kv_cache" and not spec.causal:
+            raise MethodSettingsError(
+                f"method {self.name!r} evicts KV-cache entries, but this model's reduced stack is a {n}-layer "
+                f"encoder without a KV cache; choose a method that reduces tokens, or a speech LLM"
+            )
+        if not 0 <= self.start_layer < n:
+            raise MethodSettingsError(
+                f"method.{self.layer_key}={self.start_layer} is outside this model's reduced stack of {n} layers; "
+                f"use a layer in 0..{n - 1}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise MethodSettingsError(f"{self.name}: unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
 
     def layer_ratios(self, num_layers: int, r: float) -> list[float]:
         return layer_ratios(self.schedule, num_layers, self.start_layer, r)
@@ -164,6 +216,9 @@ class NoReduction(ReductionMethod):
 
     name = "none"
 
+    def validate(self, spec: StackSpec) -> None:
+        """Nothing to check: the full model runs on any stack (``flops > 0`` is the budget's refusal)."""
+
     def layer_ratios(self, num_layers: int, r: float) -> list[float]:
         if r > 0:
             raise BudgetError("method 'none' cannot reduce FLOPs; use flops=0 or choose a reduction method")
@@ -186,8 +241,10 @@ class FastAdaSPDense(ReductionMethod):
 
     def __init__(self, schedule: str = "constant", start_layer: int = 0, weighted: bool = True):
         if schedule not in ("constant", "decay"):
-            raise ValueError(f"fastadasp_dense schedule must be 'constant' or 'decay', got {schedule!r}")
-        self.schedule, self.start_layer, self.weighted = schedule, start_layer, weighted
+            raise MethodSettingsError(
+                f"method.schedule must be 'constant' or 'decay' for fastadasp_dense, got {schedule!r}")
+        self.schedule, self.start_layer = schedule, _layer_index(start_layer, "start_layer")
+        self.weighted = _flag(weighted, "weighted")
         self.needs_attention = weighted
 
     @property
@@ -211,27 +268,38 @@ class FastAdaSPSparse(ReductionMethod):
     name = "fastadasp_sparse"
     needs_keys = True
     exact_counts = True
+    layer_key = "layer"
 
     def __init__(self, layer: int | str = 9, weighted: bool = True, te_file: str | None = None):
         self._te_file, self._te_layers, self._te_sha256 = None, None, None
         if layer == "auto":
             if not te_file:
-                raise ValueError("fastadasp_sparse: layer=auto needs method.te_file=<path to transfer_entropy.json>")
+                raise MethodSettingsError(
+                    "fastadasp_sparse: layer=auto needs method.te_file=<path to transfer_entropy.json>")
             self._te_file = str(te_file)
             layer, self._te_layers, self._te_sha256 = _read_te_selection(self._te_file)
         elif te_file:
-            raise ValueError(f"fastadasp_sparse: te_file={te_file!r} is only read with layer=auto (got layer={layer!r})")
-        elif isinstance(layer, bool) or not isinstance(layer, int):
-            raise ValueError(f"fastadasp_sparse: layer must be an integer or 'auto', got {layer!r}")
-        self.start_layer, self.weighted = layer, weighted
+            raise MethodSettingsError(
+                f"fastadasp_sparse: te_file={te_file!r} is only read with layer=auto (got layer={layer!r})")
+        elif isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+            raise MethodSettingsError(
+                f"method.layer must be a layer index (an integer >= 0) or 'auto', got {layer!r}")
+        self.start_layer, self.weighted = layer, _flag(weighted, "weighted")
         self.needs_attention = weighted
 
-    def layer_ratios(self, num_layers: int, r: float) -> list[float]:
+    def _check_te_depth(self, num_layers: int) -> None:
         if self._te_file and (self.start_layer >= num_layers or self._te_layers not in (None, num_layers)):
-            raise ValueError(
+            raise MethodSettingsError(
                 f"{self._te_file}: selected layer {self.start_layer} of a {self._te_layers}-layer stack, "
                 f"but this model's reduced stack has {num_layers} layers: the TE file was computed for another model"
             )
+
+    def validate(self, spec: StackSpec) -> None:
+        self._check_te_depth(spec.num_layers)  # names the TE file, not method.layer, when layer=auto
+        super().validate(spec)
+
+    def layer_ratios(self, num_layers: int, r: float) -> list[float]:
+        self._check_te_depth(num_layers)
         return super().layer_ratios(num_layers, r)
 
     def describe(self) -> dict:
@@ -258,13 +326,13 @@ def _read_te_selection(path: str) -> tuple[int, int | None, str]:
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"fastadasp_sparse: te_file {path} is not valid JSON ({exc})") from exc
+        raise MethodSettingsError(f"fastadasp_sparse: te_file {path} is not valid JSON ({exc})") from exc
     layer = data.get("selected_layer") if isinstance(data, dict) else None
     if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
-        raise ValueError(f"fastadasp_sparse: te_file {path} has no usable 'selected_layer' (got {layer!r})")
+        raise MethodSettingsError(f"fastadasp_sparse: te_file {path} has no usable 'selected_layer' (got {layer!r})")
     depth = data.get("num_layers")
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int)):
-        raise ValueError(f"fastadasp_sparse: te_file {path}: 'num_layers' must be an integer, got {depth!r}")
+        raise MethodSettingsError(f"fastadasp_sparse: te_file {path}: 'num_layers' must be an integer, got {depth!r}")
     return layer, depth, hashlib.sha256(raw).hexdigest()
 
 
@@ -283,7 +351,10 @@ class ATome(ReductionMethod):
     needs_keys = True
 
     def __init__(self, start_layer: int = 0, pair_factor: float = 2.0, cap_to_budget: bool = True):
-        self.start_layer, self.pair_factor, self.cap_to_budget = start_layer, pair_factor, cap_to_budget
+        if isinstance(pair_factor, bool) or not isinstance(pair_factor, (int, float)) or not pair_factor > 0:
+            raise MethodSettingsError(f"method.pair_factor must be a number > 0, got {pair_factor!r}")
+        self.start_layer, self.pair_factor = _layer_index(start_layer, "start_layer"), pair_factor
+        self.cap_to_budget = _flag(cap_to_budget, "cap_to_budget")
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         sim = adjacent_similarity(x.keys)
@@ -303,9 +374,10 @@ class FastV(ReductionMethod):
     name = "fastv"
     needs_attention = True
     exact_counts = True
+    layer_key = "layer"
 
     def __init__(self, layer: int = 9):
-        self.start_layer = layer
+        self.start_layer = _layer_index(layer, "layer")
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         return _evict_lowest(x, x.attention)
@@ -319,9 +391,10 @@ class RandomMerge(ReductionMethod):
     needs_attention = True
     weights_from_attention = True
     exact_counts = True
+    layer_key = "layer"
 
     def __init__(self, layer: int = 9, seed: int = 0):
-        self.start_layer, self.seed = layer, seed
+        self.start_layer, self.seed = _layer_index(layer, "layer"), _seed(seed)
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         scores = _uniform_scores(x.segments, x.seeds, x.layer)[:, :-1]  # pair t scored by its left token
@@ -334,9 +407,10 @@ class RandomEvict(ReductionMethod):
 
     name = "random_evict"
     exact_counts = True
+    layer_key = "layer"
 
     def __init__(self, layer: int = 9, seed: int = 0):
-        self.start_layer, self.seed = layer, seed
+        self.start_layer, self.seed = _layer_index(layer, "layer"), _seed(seed)
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         return _evict_lowest(x, _uniform_scores(x.segments, x.seeds, x.layer))
@@ -369,7 +443,7 @@ class H2O(ReductionMethod):
     needs_attention = True
 
     def __init__(self, start_layer: int = 0):
-        self.start_layer = start_layer
+        self.start_layer = _layer_index(start_layer, "start_layer")
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         raise RuntimeError("h2o acts on the KV cache, not on prefill tokens")
