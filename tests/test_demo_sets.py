@@ -21,7 +21,7 @@ def test_dense_plan_uses_every_sentence_once_per_voice_in_distinct_clips():
 
 
 def test_dense_clips_fill_most_of_the_encoder_window(tmp_path):
-    samples = dense_demo_samples(tmp_path / "dense")
+    samples = dense_demo_samples(tmp_path / "demo_dense")
     durations = [sf.info(str(s.audio_path)).duration for s in samples]
     assert all(20.0 <= d <= 30.0 for d in durations), durations
     # share of Whisper's 1,500 encoder positions (30 s) that hold speech rather than padding
@@ -32,7 +32,7 @@ def test_dense_clips_fill_most_of_the_encoder_window(tmp_path):
 def test_calibration_set_shares_no_sentence_with_the_demo_sets(tmp_path):
     from fastadasp.data.demo_set import CALIBRATION_SENTENCES, calibration_samples
 
-    samples = calibration_samples(tmp_path / "calib")
+    samples = calibration_samples(tmp_path / "demo_calib")
     assert len(samples) == len(CALIBRATION_SENTENCES) == 16
     assert not set(CALIBRATION_SENTENCES) & set(SENTENCES)
     assert all(sf.info(str(s.audio_path)).duration > 1.0 for s in samples)

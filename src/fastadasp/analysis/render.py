@@ -103,11 +103,13 @@ def table_to_latex(table: Table) -> str:
     return "\n".join(parts)
 
 
-def write_tables(tables: Iterable[Table], out_dir: str | Path) -> list[Path]:
+def write_tables(tables: Iterable[Table], out_dir: str | Path, skipped: Iterable[str] = ()) -> list[Path]:
     """``<out>/tables/<name>.md`` and ``.tex`` for each table and ``<out>/tables/index.md``.
 
     The folder belongs to this generator: Markdown and LaTeX files in it from an
     earlier run are removed first, so a table whose runs went away does not linger.
+    ``skipped`` (unreadable input files, tables not built) is listed at the end of the
+    index, so tables built without some input say so where they are read.
     """
     folder = Path(out_dir) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,6 +128,10 @@ def write_tables(tables: Iterable[Table], out_dir: str | Path) -> list[Path]:
         mine = [t for t in tables if t.kind == kind]
         if mine:
             index += [f"## {heading}", ""] + [f"- [{t.title}]({t.name}.md) ([LaTeX]({t.name}.tex))" for t in mine] + [""]
+    skipped = list(skipped)
+    if skipped:
+        index += ["## Left out", "", "These inputs could not be used; the tables above were built without them.", ""]
+        index += [f"- {line}" for line in skipped] + [""]
     (folder / "index.md").write_text("\n".join(index))
     return written + [folder / "index.md"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,6 +20,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "METHOD_LABELS",
     "RunFileError",
+    "RUN_FILE_NAMES",
     "collect_benchmarks",
     "collect_runs",
     "collect_transfer_entropy",
@@ -57,7 +59,39 @@ REPEAT_KEYS = frozenset({"seed"})
 
 
 class RunFileError(ValueError):
-    """A metrics / benchmark / TE file that cannot be read as its contract says."""
+    """A metrics / benchmark / TE file that cannot be read as its contract says; the message
+    is one line that starts with the file's path."""
+
+    def __init__(self, path: str | Path, reason: str):
+        shown = os.path.relpath(path)
+        super().__init__(f"{path if shown.startswith('..') else shown}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+    def __reduce__(self):  # picklable despite the two-argument constructor
+        return type(self), (self.path, self.reason)
+
+
+#: file names under a results tree that are never benchmark files (run folders hold them)
+RUN_FILE_NAMES = frozenset({"metrics.json", "settings.json"})
+#: numeric fields a long-audio benchmark row may carry (a number or null each)
+BENCHMARK_NUMBERS = ("token_reduction", "flops_realized", "rtf", "prefill_s", "decode_s", "new_tokens",
+                     "throughput_tok_s", "kv_bytes", "kv_bytes_full", "peak_mem_bytes", "repeats")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return _is_number(value) and float(value).is_integer()
+
+
+def _skip_or_raise(error: RunFileError, skipped: list[RunFileError] | None) -> None:
+    """Collectors raise on an unreadable file unless the caller collects them (`make tables`)."""
+    if skipped is None:
+        raise error
+    skipped.append(error)
 
 
 def higher_is_better_for(metric: str) -> bool:
@@ -84,9 +118,13 @@ def find_files(paths: Iterable[str | Path], pattern: str) -> list[Path]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise RunFileError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+        raise RunFileError(path, f"not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    except UnicodeDecodeError as exc:
+        raise RunFileError(path, f"not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        raise RunFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
 
 
 def _freeze(value: Any) -> Any:
@@ -101,16 +139,16 @@ def _freeze(value: Any) -> Any:
 def _primary(path: Path, record: dict) -> tuple[str, float, bool]:
     scores = record["metrics"]
     if not isinstance(scores, dict):
-        raise RunFileError(f"{path}: field 'metrics' must be a dict, got {type(scores).__name__}")
+        raise RunFileError(path, f"field 'metrics' must be a dict, got {type(scores).__name__}")
     name = record.get("primary_metric")
     if name is None:  # contract: the metric's first numeric key is its headline value
         name = next((k for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
         if name is None:
-            raise RunFileError(f"{path}: field 'metrics' has no numeric value and no 'primary_metric' is recorded")
-    if name not in scores:
-        raise RunFileError(f"{path}: primary_metric {name!r} is not a key of 'metrics' ({sorted(scores)})")
-    if not isinstance(scores[name], (int, float)) or isinstance(scores[name], bool):
-        raise RunFileError(f"{path}: metrics.{name} (the headline metric) is {scores[name]!r}, not a number")
+            raise RunFileError(path, "field 'metrics' has no numeric value and no 'primary_metric' is recorded")
+    if not isinstance(name, str) or name not in scores:
+        raise RunFileError(path, f"primary_metric {name!r} is not a key of 'metrics' ({sorted(scores)})")
+    if not _is_number(scores[name]):
+        raise RunFileError(path, f"metrics.{name} (the headline metric) is {scores[name]!r}, not a number")
     higher = record.get("higher_is_better")
     return name, float(scores[name]), higher_is_better_for(name) if higher is None else bool(higher)
 
@@ -124,10 +162,41 @@ def _dataset(record: dict) -> dict:
     return {"name": data.get("name", "unknown"), "split": data.get("split"), "fingerprint": data.get("fingerprint")}
 
 
-def _run_row(path: Path, record: dict) -> dict:
+def _check_run_fields(path: Path, record: Any) -> None:
+    """Every field a table reads has the type it needs, so a bad file is named here and
+    never fails later inside a table."""
+    if not isinstance(record, dict):
+        raise RunFileError(path, f"a run's metrics.json must hold a JSON object, got {type(record).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
-        raise RunFileError(f"{path}: missing field(s) {missing} (a run's metrics.json must have {list(REQUIRED_KEYS)})")
+        raise RunFileError(path, f"missing field(s) {missing} (a run's metrics.json must have {list(REQUIRED_KEYS)})")
+    wrong = [k for k in ("model", "task", "method", "budget_model") if not isinstance(record[k], str)]
+    wrong += [k for k in ("flops_target",) if not _is_number(record[k])]
+    wrong += [k for k in ("flops_realized",) if record.get(k) is not None and not _is_number(record[k])]
+    wrong += [k for k in ("seed", "limit") if record.get(k) is not None and not _is_int(record[k])]
+    wrong += [k for k in ("method_settings", "git", "shard") if record.get(k) is not None
+              and not isinstance(record[k], dict)]
+    if record.get("dataset") is not None and not isinstance(record["dataset"], (str, dict)):
+        wrong.append("dataset")
+    settings = record.get("method_settings") or {}
+    if isinstance(settings, dict):
+        wrong += [f"method_settings.{k}" for k in ("layer", "start_layer", "seed")
+                  if settings.get(k) is not None and not _is_int(settings[k])]
+    shard = record.get("shard") or {}
+    if isinstance(shard, dict):
+        wrong += [f"shard.{k}" for k in ("index", "count") if shard.get(k) is not None and not _is_int(shard[k])]
+    if wrong:
+        shown = ", ".join(f"{k}={_field(record, k)!r}" for k in wrong)
+        raise RunFileError(path, f"field(s) of the wrong type: {shown}")
+
+
+def _field(record: dict, dotted: str) -> Any:
+    head, _, tail = dotted.partition(".")
+    return record[head][tail] if tail else record[head]
+
+
+def _run_row(path: Path, record: Any) -> dict:
+    _check_run_fields(path, record)
     settings = dict(record.get("method_settings") or {})
     seed = record.get("seed", settings.get("seed"))
     key_settings = {k: v for k, v in settings.items() if k not in REPEAT_KEYS and k != "name"}
@@ -154,7 +223,7 @@ def _run_row(path: Path, record: dict) -> dict:
         "settings_key": _freeze(key_settings),
         "budget_model": str(record["budget_model"]),
         "flops_target": round(float(record["flops_target"]), 4),
-        "flops_realized": float(record.get("flops_realized", math.nan)),
+        "flops_realized": math.nan if record.get("flops_realized") is None else float(record["flops_realized"]),
         "seed": seed,
         "primary_metric": metric,
         "higher_is_better": higher,
@@ -168,66 +237,107 @@ def _run_row(path: Path, record: dict) -> dict:
     }
 
 
-def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+def collect_runs(paths: Iterable[str | Path], *, skipped: list[RunFileError] | None = None) -> pd.DataFrame:
     """One row per run: every ``metrics.json`` under ``paths``, settings flattened.
 
     Runs are identified by their recorded settings only; ``run_dir`` is kept for
-    provenance. A file that misses a required field raises :class:`RunFileError`
-    naming the file and the field.
+    provenance. A file that cannot be read (not JSON, a required field missing or
+    of the wrong type) raises :class:`RunFileError` naming the file and the field;
+    with a ``skipped`` list the error is appended there and the file left out, so
+    one broken run folder does not stop every table.
     """
-    rows = [_run_row(f, _read_json(f)) for f in find_files(paths, "metrics.json")]
+    rows = []
+    for f in find_files(paths, "metrics.json"):
+        try:
+            rows.append(_run_row(f, _read_json(f)))
+        except RunFileError as exc:
+            _skip_or_raise(exc, skipped)
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def collect_benchmarks(paths: Iterable[str | Path]) -> pd.DataFrame:
+def _benchmark_rows(f: Path, record: dict) -> list[dict]:
+    """The rows of one long_audio_benchmark file, each checked (a file is taken whole or not at all)."""
+    if not isinstance(record.get("rows"), list):
+        raise RunFileError(f, "a long_audio_benchmark file needs a list field 'rows'")
+    rows = []
+    for i, row in enumerate(record["rows"]):
+        if not isinstance(row, dict):
+            raise RunFileError(f, f"rows[{i}] is {type(row).__name__}, not an object")
+        for needed in ("beam", "audio_s", "method", "flops_target"):
+            if needed not in row:
+                raise RunFileError(f, f"rows[{i}] misses field {needed!r}")
+        wrong = [k for k in ("beam", "audio_s", "flops_target") if not _is_number(row[k])]
+        wrong += [k for k in ("method",) if not isinstance(row[k], str)]
+        wrong += [k for k in BENCHMARK_NUMBERS if row.get(k) is not None and not _is_number(row[k])]
+        if wrong:
+            raise RunFileError(f, f"rows[{i}] has field(s) of the wrong type: "
+                                  + ", ".join(f"{k}={row[k]!r}" for k in wrong))
+        rows.append({
+            "file": str(f),
+            "model": record.get("model", "unknown"),
+            "device": record.get("device", "unknown"),
+            "dtype": record.get("dtype"),
+            "command": record.get("command"),
+            **{k: v for k, v in row.items() if k != "spread"},
+        })
+    return rows
+
+
+def collect_benchmarks(paths: Iterable[str | Path], *, skipped: list[RunFileError] | None = None) -> pd.DataFrame:
     """One row per benchmark row of every ``long_audio_benchmark`` JSON file under ``paths``.
 
     The file-level fields (model, device, dtype, command) are repeated on each row,
-    and ``file`` names the source. JSON files of other kinds are skipped.
+    and ``file`` names the source. JSON files of other kinds are passed over; one that
+    is not valid JSON cannot be told apart from a broken benchmark and is an error
+    (with a ``skipped`` list: listed there and left out, as in :func:`collect_runs`).
     """
     rows = []
     for f in find_files(paths, "*.json"):
-        if f.name == "metrics.json" or f.name.startswith("transfer_entropy"):
+        if f.name in RUN_FILE_NAMES or f.name.startswith("transfer_entropy"):
             continue
-        record = _read_json(f)
-        if not isinstance(record, dict) or record.get("kind") != "long_audio_benchmark":
-            continue
-        if not isinstance(record.get("rows"), list):
-            raise RunFileError(f"{f}: a long_audio_benchmark file needs a list field 'rows'")
-        for i, row in enumerate(record["rows"]):
-            for needed in ("beam", "audio_s", "method", "flops_target"):
-                if needed not in row:
-                    raise RunFileError(f"{f}: rows[{i}] misses field {needed!r}")
-            rows.append({
-                "file": str(f),
-                "model": record.get("model", "unknown"),
-                "device": record.get("device", "unknown"),
-                "dtype": record.get("dtype"),
-                "command": record.get("command"),
-                **{k: v for k, v in row.items() if k != "spread"},
-            })
+        try:
+            record = _read_json(f)
+            if isinstance(record, dict) and record.get("kind") == "long_audio_benchmark":
+                rows += _benchmark_rows(f, record)
+        except RunFileError as exc:
+            _skip_or_raise(exc, skipped)
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame["flops_target"] = frame["flops_target"].astype(float).round(4)
     return frame
 
 
-def collect_transfer_entropy(paths: Iterable[str | Path]) -> list[dict]:
+def _te_record(f: Path, record: Any) -> dict:
+    layers = record.get("layers") if isinstance(record, dict) else None
+    if not isinstance(layers, list) or not layers:
+        raise RunFileError(f, "a transfer-entropy file needs a non-empty list field 'layers'")
+    for i, entry in enumerate(layers):
+        if not isinstance(entry, dict) or "layer" not in entry or "te" not in entry:
+            raise RunFileError(f, f"layers[{i}] needs fields 'layer' and 'te'")
+        if not _is_int(entry["layer"]) or not _is_number(entry["te"]) or \
+                (entry.get("rank") is not None and not _is_number(entry["rank"])):
+            raise RunFileError(f, f"layers[{i}] needs an integer 'layer', a numeric 'te' and a numeric or null "
+                                  f"'rank', got {entry!r}")
+    if record.get("selected_layer") is not None and not _is_int(record["selected_layer"]):
+        raise RunFileError(f, f"selected_layer is {record['selected_layer']!r}, not a layer number")
+    wrong = [k for k in ("model", "task") if record.get(k) is not None and not isinstance(record[k], str)]
+    if wrong:
+        raise RunFileError(f, f"field(s) {wrong} must be text")
+    curve = pd.DataFrame(layers)
+    if "rank" not in curve:  # rank 1 = lowest TE (SPEC s.6: low TE = least change)
+        curve["rank"] = curve["te"].rank(method="min")
+    curve["rank"] = pd.to_numeric(curve["rank"], errors="coerce")  # None: reference or infeasible layer
+    return {**{k: v for k, v in record.items() if k != "layers"}, "curve": curve.sort_values("layer"), "file": str(f)}
+
+
+def collect_transfer_entropy(paths: Iterable[str | Path], *, skipped: list[RunFileError] | None = None) -> list[dict]:
     """Every ``transfer_entropy*.json`` under ``paths`` as a dict with a ``curve`` DataFrame
-    (columns layer, te, rank) and ``file``; other keys as written (model, task, selected_layer, rule)."""
+    (columns layer, te, rank) and ``file``; other keys as written (model, task, selected_layer, rule).
+    An unreadable file raises :class:`RunFileError`, or with ``skipped`` is listed there and left out."""
     found = []
     for f in find_files(paths, "transfer_entropy*.json"):
-        record = _read_json(f)
-        layers = record.get("layers") if isinstance(record, dict) else None
-        if not isinstance(layers, list) or not layers:
-            raise RunFileError(f"{f}: a transfer-entropy file needs a non-empty list field 'layers'")
-        curve = pd.DataFrame(layers)
-        for needed in ("layer", "te"):
-            if needed not in curve:
-                raise RunFileError(f"{f}: every entry of 'layers' needs field {needed!r}")
-        if "rank" not in curve:  # rank 1 = lowest TE (SPEC s.6: low TE = least change)
-            curve["rank"] = curve["te"].rank(method="min")
-        curve["rank"] = pd.to_numeric(curve["rank"], errors="coerce")  # None: reference or infeasible layer
-        found.append({**{k: v for k, v in record.items() if k != "layers"}, "curve": curve.sort_values("layer"),
-                      "file": str(f)})
+        try:
+            found.append(_te_record(f, _read_json(f)))
+        except RunFileError as exc:
+            _skip_or_raise(exc, skipped)
     return found

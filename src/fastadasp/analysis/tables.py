@@ -30,7 +30,7 @@ import pandas as pd
 from .paper_numbers import BUDGETS, LONG_AUDIO_TABLES, PAPER_TABLES, LongAudioPaperTable, PaperTable
 from .runs import METHOD_LABELS
 
-__all__ = ["MISSING", "NOT_APPLICABLE", "Table", "build_tables", "format_cell", "paper_tables"]
+__all__ = ["MISSING", "NOT_APPLICABLE", "Table", "TableError", "build_tables", "format_cell", "paper_tables"]
 
 MISSING = "—"
 NOT_APPLICABLE = ""
@@ -40,6 +40,17 @@ TRIPLES = (("cider", "spice", "spider"),)
 #: dataset identity: runs differing in any of these never share a table
 DATASET_KEYS = ["dataset", "dataset_split", "dataset_fingerprint", "limit", "shard"]
 GROUP_KEYS = ["model", "task", *DATASET_KEYS]
+
+
+class TableError(ValueError):
+    """The runs of one table contradict each other (e.g. two headline metrics in one cell group)."""
+
+
+def _refused(exc: TableError, skipped: list[str] | None) -> None:
+    """One table is not built; the others still are when the caller collects the refusals."""
+    if skipped is None:
+        raise exc
+    skipped.append(str(exc))
 
 
 @dataclass
@@ -109,7 +120,7 @@ def _cell_metrics(runs: pd.DataFrame) -> list[str]:
 def _check_one_metric(runs: pd.DataFrame, what: str) -> tuple[str, bool]:
     metrics = runs[["primary_metric", "higher_is_better"]].drop_duplicates()
     if len(metrics) != 1:
-        raise ValueError(
+        raise TableError(
             f"{what}: runs disagree on the headline metric {metrics.to_dict('records')}; e.g. "
             f"{runs['run_dir'].iloc[0]} vs {runs['run_dir'].iloc[-1]}"
         )
@@ -416,11 +427,15 @@ def paper_tables() -> list[Table]:
 # ---------------------------------------------------------------------------- our tables
 
 
-def _generic_tables(runs: pd.DataFrame) -> list[Table]:
+def _generic_tables(runs: pd.DataFrame, skipped: list[str] | None = None) -> list[Table]:
     tables = []
     for identity, bm, sub in _budget_groups(runs):
         what = f"{identity['model']} / {identity['task']} / {_dataset_label(identity)} / budget={bm}"
-        metric, higher = _check_one_metric(sub, what)
+        try:
+            metric, higher = _check_one_metric(sub, what)
+        except TableError as exc:
+            _refused(exc, skipped)
+            continue
         shown = _cell_metrics(sub)
         m = _method_matrix([_ColumnGroup(None, sub, metric, higher)], DEFAULT_ROWS, BUDGETS)
         papers = [_paper_method_table(p, [identity["task"]]) for p in PAPER_TABLES.values()
@@ -437,7 +452,7 @@ def _generic_tables(runs: pd.DataFrame) -> list[Table]:
     return tables
 
 
-def _paper_layout_tables(runs: pd.DataFrame) -> list[Table]:
+def _paper_layout_tables(runs: pd.DataFrame, skipped: list[str] | None = None) -> list[Table]:
     tables = []
     groups = _budget_groups(runs)
     for paper in PAPER_TABLES.values():
@@ -453,11 +468,15 @@ def _paper_layout_tables(runs: pd.DataFrame) -> list[Table]:
         for (model, bm), members in sorted(by_model.items()):
             members.sort(key=lambda m: (list(paper.tasks).index(m[0]["task"]), _dataset_label(m[0])))
             col_groups = []
-            for identity, sub in members:
-                metric, higher = _check_one_metric(sub, f"{model} / {identity['task']} / {_dataset_label(identity)}")
-                names = " / ".join(_cell_metrics(sub))
-                label = f"{identity['task'].upper()} {_dataset_label(identity)} ({names} {_direction_arrow(higher)})"
-                col_groups.append(_ColumnGroup(label, sub, metric, higher))
+            try:
+                for identity, sub in members:
+                    metric, higher = _check_one_metric(sub, f"{model} / {identity['task']} / {_dataset_label(identity)}")
+                    names = " / ".join(_cell_metrics(sub))
+                    label = f"{identity['task'].upper()} {_dataset_label(identity)} ({names} {_direction_arrow(higher)})"
+                    col_groups.append(_ColumnGroup(label, sub, metric, higher))
+            except TableError as exc:
+                _refused(exc, skipped)
+                continue
             specs = [RowSpec(METHOD_LABELS["none"], "none")]
             specs += [RowSpec(r.label, r.method, r.settings) for r in paper.rows]
             m = _method_matrix(col_groups, specs, BUDGETS)
@@ -494,7 +513,7 @@ def _te_columns(te: dict | None, layers: list[int]) -> pd.DataFrame:
     return pd.DataFrame({"TE": curve["te"].astype(float), "TE rank": curve["rank"].astype(float)}).reindex(layers)
 
 
-def _layer_tables(runs: pd.DataFrame, te_files: list[dict]) -> list[Table]:
+def _layer_tables(runs: pd.DataFrame, te_files: list[dict], skipped: list[str] | None = None) -> list[Table]:
     """Talk Table 6 layout: FastAdaSP-Sparse per layer, with TE and its rank where known."""
     tables = []
     for identity, bm, sub in _budget_groups(runs):
@@ -502,7 +521,11 @@ def _layer_tables(runs: pd.DataFrame, te_files: list[dict]) -> list[Table]:
         te = _te_for(te_files, identity)
         if sparse.empty or (sparse["layer"].nunique() < 2 and te is None):
             continue
-        metric, higher = _check_one_metric(sparse, f"layer selection {identity}")
+        try:
+            metric, higher = _check_one_metric(sparse, f"layer selection {identity}")
+        except TableError as exc:
+            _refused(exc, skipped)
+            continue
         layers = sorted(set(sparse["layer"].dropna().astype(int)) | (set(te["curve"]["layer"]) if te else set()))
         specs = [RowSpec(f"Layer {layer}", "fastadasp_sparse", {"layer": layer}) for layer in layers]
         m = _method_matrix([_ColumnGroup(None, sparse, metric, higher)], specs, BUDGETS)
@@ -614,13 +637,18 @@ def _long_audio_tables(bench: pd.DataFrame) -> list[Table]:
 
 
 def build_tables(runs: pd.DataFrame, benchmarks: pd.DataFrame | None = None,
-                 te_files: list[dict] | None = None, include_paper: bool = True) -> list[Table]:
+                 te_files: list[dict] | None = None, include_paper: bool = True,
+                 *, skipped: list[str] | None = None) -> list[Table]:
     """All tables: one per (model, task, dataset, budget model); the paper's multi-task layouts
     (WavLLM 1-2, talk 8-10) per (model, budget model); layer selection (talk 6); long audio
     (talk 12); and, with ``include_paper``, the paper's tables on their own. Runs of a single
-    shard (``shard`` set) are left out: merge them with ``python -m fastadasp.merge`` first."""
+    shard (``shard`` set) are left out: merge them with ``python -m fastadasp.merge`` first.
+
+    A table whose runs contradict each other raises :class:`TableError`; with a ``skipped``
+    list its one-line reason is appended there instead and every other table is built."""
     runs = runs[runs["shard"].isna()]  # a shard alone is a partial evaluation: merge shards first
-    tables = _generic_tables(runs) + _paper_layout_tables(runs) + _layer_tables(runs, te_files or [])
+    tables = (_generic_tables(runs, skipped) + _paper_layout_tables(runs, skipped)
+              + _layer_tables(runs, te_files or [], skipped))
     tables += _long_audio_tables(benchmarks if benchmarks is not None else pd.DataFrame())
     if include_paper:
         tables += paper_tables()

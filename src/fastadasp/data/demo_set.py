@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["SENTENCES", "VOICES", "SPEEDS", "DemoItem", "demo_plan", "dense_plan", "build_demo_set",
-           "demo_samples", "dense_demo_samples", "CALIBRATION_SENTENCES", "calibration_samples"]
+from .corpora._common import CorpusError
+
+__all__ = ["SENTENCES", "VOICES", "SPEEDS", "DemoItem", "DemoFolderError", "STAMP_FILE", "demo_plan", "dense_plan",
+           "build_demo_set", "demo_samples", "dense_demo_samples", "CALIBRATION_SENTENCES", "calibration_plan",
+           "calibration_samples"]
 
 SENTENCES: tuple[str, ...] = (
     "The old lighthouse keeper climbed the stairs every evening before sunset.",
@@ -104,9 +108,19 @@ VOICES: tuple[str, ...] = ("en-us", "en-gb+f3")
 SPEEDS: tuple[int, ...] = (130, 145, 160)  # espeak-ng words per minute
 
 _FORMAT_VERSION = 1  # bump when rendering commands change, to invalidate old builds
-_HASH_FILE = ".build_hash"
 _MANIFEST = "manifest.jsonl"
 _WAV_DIR = "wavs"
+#: written by the builder into every folder it owns; nothing else marks a folder as the builder's
+STAMP_FILE = ".fastadasp_demo_set.json"
+_LEGACY_HASH_FILE = ".build_hash"  # the stamp of builds before STAMP_FILE (plan hash only)
+#: a new or empty folder is claimed for a demo set only when its name contains this (dataset configs)
+DEMO_NAME_MARK = "demo"
+#: what a user who points a demo dataset at their own folder most likely wanted instead
+_OWN_DATA_HINT = "to evaluate your own recordings use dataset=manifest dataset.path=<your manifest.jsonl>"
+
+
+class DemoFolderError(CorpusError):
+    """The demo set would be built into a folder the builder does not own (a user's folder)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +213,123 @@ def _render(item: DemoItem, wav_dir: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _files_under(folder: Path) -> list[str]:
+    """Every file under ``folder`` (links included, never followed) as a posix path relative
+    to it; folders themselves are not listed, so a tree of empty folders holds nothing."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        rel = Path(dirpath).relative_to(folder)
+        links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        found += [(rel / name).as_posix() for name in filenames + links]
+    return sorted(found)
+
+
+def _is_scratch(rel: str) -> bool:
+    """Files a build writes for a moment (renders, the manifest and the stamp before their
+    atomic rename); one interrupted hard enough leaves them behind."""
+    return bool(re.fullmatch(rf"{_WAV_DIR}/\.[^/]+\.(22k|16k)\.wav|\.{_MANIFEST}\.tmp|{re.escape(STAMP_FILE)}\.tmp", rel))
+
+
+def _describe(files: list[str], limit: int = 3) -> str:
+    shown = ", ".join(files[:limit])
+    return f"{shown}, ... ({len(files)} files)" if len(files) > limit else shown
+
+
+def _refuse_foreign(root: Path, foreign: list[str], from_config: bool,
+                    what: str = "files the demo-set builder did not write") -> DemoFolderError:
+    own_manifest = root / _MANIFEST
+    use = (f"to evaluate the recordings it holds use dataset=manifest dataset.path={own_manifest}"
+           if _MANIFEST in foreign else _OWN_DATA_HINT)
+    return DemoFolderError(
+        f"{root} holds {what} ({_describe(foreign)}); "
+        f"the builder never writes into or cleans a folder it does not own: {use}; for the demo set "
+        + (f"leave dataset.root at its default or give a new folder whose name contains '{DEMO_NAME_MARK}'"
+           if from_config else "give a new or empty folder"))
+
+
+def _read_stamp(root: Path) -> dict | None:
+    path = root / STAMP_FILE
+    if not path.is_file():
+        return None
+    try:
+        stamp = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DemoFolderError(f"{path}: the demo-set stamp is unreadable ({exc}); nothing was changed: if {root} "
+                              "holds only the demo set, remove it and run again to rebuild it") from exc
+    files = stamp.get("files") if isinstance(stamp, dict) else None
+    if not (isinstance(files, dict) and isinstance(stamp.get("set"), str)
+            and all(re.fullmatch(rf"{_MANIFEST}|{_WAV_DIR}/[^/.][^/]*\.wav", f) for f in files)):
+        raise DemoFolderError(f"{path}: the demo-set stamp lacks 'set' or lists files the builder never writes; "
+                              f"nothing was changed: if {root} holds only the demo set, remove it and run again "
+                              "to rebuild it")
+    return stamp
+
+
+def _legacy_stamp(root: Path, files: list[str], set_name: str, id_prefix: str, from_config: bool) -> dict | None:
+    """A folder built before the stamp existed (it holds ``.build_hash``) read as a stamp, when
+    every file in it has a name that build wrote; its file hashes are unknown (None)."""
+    if _LEGACY_HASH_FILE not in files:
+        return None
+    wav = re.compile(rf"{_WAV_DIR}/((demo|dense|calib)_\d+)\.wav")
+    foreign = [f for f in files if f not in (_LEGACY_HASH_FILE, _MANIFEST) and not _is_scratch(f)
+               and not wav.fullmatch(f)]
+    if foreign:
+        raise _refuse_foreign(root, foreign, from_config)
+    prefixes = {wav.fullmatch(f).group(2) for f in files if wav.fullmatch(f)}
+    if prefixes - {id_prefix}:
+        other = {"demo": "demo_asr", "dense": "demo_dense", "calib": "demo_calib"}[sorted(prefixes - {id_prefix})[0]]
+        raise DemoFolderError(f"{root} holds the demo set {other!r}, not {set_name!r}: give each demo set "
+                              f"its own folder (defaults data/{other} and data/{set_name})")
+    plan_hash = (root / _LEGACY_HASH_FILE).read_text(encoding="utf-8").strip()
+    return {"builder": __name__, "set": set_name, "plan_hash": plan_hash, "complete": True,
+            "files": {f: None for f in files if f != _LEGACY_HASH_FILE and not _is_scratch(f)}}
+
+
+def _owned_stamp(root: Path, set_name: str, id_prefix: str, require_demo_name: bool) -> dict | None:
+    """The stamp of a folder this builder owns for ``set_name``; None for a folder it may claim
+    (new or empty; with ``require_demo_name`` only if its name says it is for a demo set).
+    Anything else raises :class:`DemoFolderError` and nothing is touched."""
+    if root.exists() and not root.is_dir():
+        raise DemoFolderError(f"{root} is a file, not a folder: the demo set needs a folder of its own; "
+                              f"{_OWN_DATA_HINT}")
+    files = _files_under(root) if root.is_dir() else []
+    stamp = _read_stamp(root) if files else None
+    if stamp is None and files:
+        stamp = _legacy_stamp(root, files, set_name, id_prefix, require_demo_name)
+        if stamp is None:
+            raise _refuse_foreign(root, files, require_demo_name)
+    if stamp is None:
+        if require_demo_name and DEMO_NAME_MARK not in root.name.lower():
+            state = "is empty" if root.is_dir() else "does not exist"
+            raise DemoFolderError(
+                f"{root} {state}: the demo dataset builds its synthetic espeak-ng set only into a new or empty "
+                f"folder whose name contains '{DEMO_NAME_MARK}' (default data/{set_name}), never into a path that "
+                f"may be mistyped; {_OWN_DATA_HINT}")
+        return None
+    if stamp["set"] != set_name:
+        raise DemoFolderError(f"{root} holds the demo set {stamp['set']!r}, not {set_name!r}: give each demo set "
+                              f"its own folder (defaults data/{stamp['set']} and data/{set_name})")
+    ours = set(stamp["files"]) | {STAMP_FILE, _LEGACY_HASH_FILE}
+    foreign = [f for f in files if f not in ours and not _is_scratch(f)]
+    if foreign:
+        raise _refuse_foreign(root, foreign, require_demo_name)
+    changed = [f for f, digest in stamp["files"].items()
+               if digest is not None and (root / f).is_file() and _sha256(root / f) != digest]
+    if changed:
+        raise _refuse_foreign(root, changed, require_demo_name, "files changed since the demo-set builder wrote them")
+    return stamp
+
+
+def _write_stamp(root: Path, stamp: dict) -> None:
+    tmp = root / f"{STAMP_FILE}.tmp"
+    tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, root / STAMP_FILE)
+
+
 def build_demo_set(
     out_dir: str | Path,
     *,
@@ -209,32 +340,53 @@ def build_demo_set(
     workers: int = 2,
     plan: Sequence[DemoItem] | None = None,
     max_seconds: float | None = None,
+    set_name: str = "demo_asr",
+    require_demo_name: bool = False,
 ) -> Path:
     """Render the demo set into `out_dir` and return its manifest path.
 
-    Skips all work when the stored plan hash matches and every wav exists, so
-    it is cheap to call before every run. The hash file is removed first and
-    written last, so an interrupted build is redone rather than trusted.
+    The builder writes only into folders it owns: a new or empty folder (which
+    it claims by writing :data:`STAMP_FILE` first) or one whose stamp names
+    ``set_name`` and lists every file in it. A folder holding anything else (a
+    user's manifest and wavs, a file changed since the build) is refused with a
+    :class:`DemoFolderError` before anything is written or removed, and a
+    rebuild removes only files the stamp lists. ``require_demo_name`` (the
+    dataset configs) also refuses to claim a new or empty folder whose name
+    lacks ``demo``: there a mistyped path is likelier than a wish for the demo set.
+
+    Skips all work when the stamp's plan hash matches and every wav exists, so
+    it is cheap to call before every run. The stamp is marked complete last, so
+    an interrupted build is redone rather than trusted.
     """
     out = Path(out_dir)
     plan = list(plan) if plan is not None else demo_plan(sentences, voices, speeds)
     digest = _plan_hash(plan)
-    manifest, hash_file, wav_dir = out / _MANIFEST, out / _HASH_FILE, out / _WAV_DIR
+    id_prefix = plan[0].id.split("_")[0] if plan else "demo"
+    stamp = _owned_stamp(out, set_name, id_prefix, require_demo_name)
+    manifest, wav_dir = out / _MANIFEST, out / _WAV_DIR
+    planned = {f"{_WAV_DIR}/{p.id}.wav" for p in plan}
     up_to_date = (
-        manifest.is_file()
-        and hash_file.is_file()
-        and hash_file.read_text().strip() == digest
-        and all((wav_dir / f"{p.id}.wav").is_file() for p in plan)
+        stamp is not None
+        and stamp.get("complete") is True
+        and stamp.get("plan_hash") == digest
+        and manifest.is_file()
+        and all((out / f).is_file() for f in planned)
     )
     if up_to_date and not force:
+        if (out / _LEGACY_HASH_FILE).exists():  # an older build: record its files in a stamp once
+            _write_stamp(out, {**stamp, "files": {f: _sha256(out / f) for f in stamp["files"] if (out / f).is_file()}})
+            (out / _LEGACY_HASH_FILE).unlink()
         return manifest
     _check_tools()
-    wav_dir.mkdir(parents=True, exist_ok=True)
-    hash_file.unlink(missing_ok=True)
-    wanted = {f"{p.id}.wav" for p in plan}
-    for stale in wav_dir.glob("*.wav"):  # left over from a larger, older plan
-        if stale.name not in wanted:
-            stale.unlink()
+    previous = dict(stamp["files"]) if stamp else {}
+    out.mkdir(parents=True, exist_ok=True)
+    # claim first: every file this build may leave behind is listed before it is written
+    _write_stamp(out, {"builder": __name__, "set": set_name, "plan_hash": digest, "complete": False,
+                       "files": {**previous, _MANIFEST: None, **{f: None for f in planned}}})
+    (out / _LEGACY_HASH_FILE).unlink(missing_ok=True)
+    wav_dir.mkdir(exist_ok=True)
+    for stale in sorted(set(previous) - planned - {_MANIFEST}):  # ours, from a larger or older plan
+        (out / stale).unlink(missing_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(lambda item: _render(item, wav_dir), plan))
     if max_seconds is not None:
@@ -252,16 +404,17 @@ def build_demo_set(
     tmp_manifest = out / f".{_MANIFEST}.tmp"
     tmp_manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp_manifest, manifest)
-    hash_file.write_text(digest + "\n")
+    _write_stamp(out, {"builder": __name__, "set": set_name, "plan_hash": digest, "complete": True,
+                       "files": {f: _sha256(out / f) for f in sorted(planned | {_MANIFEST})}})
     return manifest
 
 
 def demo_samples(root: str | Path, limit: int | None = None) -> list:
     """The demo set as manifest samples, built first when missing (the
-    ``dataset=demo`` config)."""
+    ``dataset=demo`` config); never into a folder the builder does not own."""
     from .manifest import load_manifest
 
-    return load_manifest(build_demo_set(root), limit=limit)
+    return load_manifest(build_demo_set(root, require_demo_name=True), limit=limit)
 
 
 def dense_demo_samples(root: str | Path, limit: int | None = None) -> list:
@@ -269,7 +422,15 @@ def dense_demo_samples(root: str | Path, limit: int | None = None) -> list:
     20-30 s of espeak-ng speech, built on first use."""
     from .manifest import load_manifest
 
-    return load_manifest(build_demo_set(root, plan=dense_plan(), max_seconds=DENSE_MAX_S), limit=limit)
+    manifest = build_demo_set(root, plan=dense_plan(), max_seconds=DENSE_MAX_S, set_name="demo_dense",
+                              require_demo_name=True)
+    return load_manifest(manifest, limit=limit)
+
+
+def calibration_plan() -> list[DemoItem]:
+    """The held-out calibration utterances (ids ``calib_NNN``)."""
+    return [DemoItem(f"calib_{i:03d}", p.text, p.voice, p.speed)
+            for i, p in enumerate(demo_plan(CALIBRATION_SENTENCES))]
 
 
 def calibration_samples(root: str | Path, limit: int | None = None) -> list:
@@ -277,6 +438,5 @@ def calibration_samples(root: str | Path, limit: int | None = None) -> list:
     neither demo set, for calibration (Transfer-Entropy layer selection)."""
     from .manifest import load_manifest
 
-    plan = [DemoItem(f"calib_{i:03d}", p.text, p.voice, p.speed)
-            for i, p in enumerate(demo_plan(CALIBRATION_SENTENCES))]
-    return load_manifest(build_demo_set(root, plan=plan), limit=limit)
+    manifest = build_demo_set(root, plan=calibration_plan(), set_name="demo_calib", require_demo_name=True)
+    return load_manifest(manifest, limit=limit)
