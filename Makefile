@@ -72,7 +72,7 @@ results: data ## regenerate (or resume) the shipped Whisper tiny.en sweeps on bo
 	bash scripts/reproduce_results.sh
 
 merge: setup ## combine shard folders: make merge SHARDS="dir0 dir1 ..." OUT=dir
-	$(PY) -m fastadasp.merge $(SHARDS) --out $(OUT)
+	$(PY) -m fastadasp.run.merge $(SHARDS) --out $(OUT)
 
 spice: setup ## install SPICE's Stanford CoreNLP 3.6.0 jars (+ Nashorn/ASM on Java 15+) for caption metrics (needs internet)
 	$(PY) scripts/get_spice.py

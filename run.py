@@ -3,12 +3,12 @@
 Expected errors (a bad config value, method setting, manifest, corpus or audio
 file, an infeasible budget, a device this torch cannot use, an output folder
 that holds results or cannot be written, a run in which no sample could be
-evaluated: ``fastadasp.runner.EXPECTED_ERRORS``) print one line naming the
+evaluated: ``fastadasp.run.runner.EXPECTED_ERRORS``) print one line naming the
 cause to stderr (and to the run's log file) and exit with status 2.
 `HYDRA_FULL_ERROR=1` shows the full traceback instead.
 
 Before a multirun starts, every job of the sweep is checked without loading a
-model (``fastadasp.preflight``, a Hydra callback): all bad jobs are reported,
+model (``fastadasp.run.preflight``, a Hydra callback): all bad jobs are reported,
 one line each, and no job starts (exit 2). A job that still fails while the
 sweep runs is logged and recorded, the other jobs still run, and the sweep
 exits non-zero at the end.
@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from fastadasp.config import ConfigError, check_overrides  # also registers the typed top-level schema
+from fastadasp.run.config import ConfigError, check_overrides  # also registers the typed top-level schema
 
 
 def _to_run_log(message: str, exc_info=None) -> None:
@@ -45,7 +45,7 @@ def _fail(message: str) -> None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def run(cfg: DictConfig) -> float | None:
-    from fastadasp.runner import EXPECTED_ERRORS, main
+    from fastadasp.run.runner import EXPECTED_ERRORS, main
 
     try:
         metrics = main(cfg)

@@ -22,7 +22,7 @@ with reduction, beam-search decode) on one synthetic clip and reports:
 - ``peak_mem_bytes``: peak memory the call adds (CUDA:
   ``max_memory_allocated`` minus what was allocated before; CPU: resident set
   size sampled every 2 ms minus the RSS at the start, approximate, see
-  :class:`fastadasp.benchmarking.PeakMemory`).
+  :class:`fastadasp.run.benchmarking.PeakMemory`).
 
 Every call generates exactly ``--new-tokens`` tokens (``min_new_tokens =
 max_new_tokens``), so decode times compare like with like. First one short
@@ -55,7 +55,7 @@ import transformers
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from fastadasp.benchmarking import ForwardMarks, PeakMemory, clock, device_name, interleaved, markdown_table, spread, write_json
+from fastadasp.run.benchmarking import ForwardMarks, PeakMemory, clock, device_name, interleaved, markdown_table, spread, write_json
 from fastadasp.engine import Budget
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def load_model(args):
     cfg = OmegaConf.load(CONFIGS / "model" / f"{args.model}.yaml")
     source = args.source
     if source == "random":
-        from fastadasp.models.tiny import tiny_model_dir
+        from fastadasp.testing.tiny_models import tiny_model_dir
 
         family = instantiate(cfg, _partial_=True).func.family  # the adapter class's family name
         heads = max(1, args.hidden // 64)

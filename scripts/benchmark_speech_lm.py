@@ -4,7 +4,7 @@ Qwen2-Audio's language model is a Qwen-7B-shaped decoder (multi-head
 attention, SwiGLU MLP, rotary positions). This benchmark builds the same
 block scaled down to run on a CPU (default: hidden 1024, 8 layers, 16 heads
 of 64, SwiGLU 2816, vocabulary 4096), randomly initialised (seeded), float32,
-SDPA (:func:`fastadasp.benchmarking.random_qwen2_lm`); on a GPU at the real
+SDPA (:func:`fastadasp.run.benchmarking.random_qwen2_lm`); on a GPU at the real
 shape with ``--preset qwen-7b --device cuda --dtype bfloat16`` (built on
 the device; the shapes, not the weights, set the speed). The prompt is laid out
 like a speech-LLM prompt, passed as ``inputs_embeds``: 20 text tokens, the
@@ -13,7 +13,7 @@ audio span (random vectors at the embedding's scale; 3000 tokens = 120 s at
 Random weights and inputs say nothing about quality, only about speed.
 
 Reduction is applied as :class:`fastadasp.models.speech_lm.SpeechLM` applies
-it (:func:`fastadasp.benchmarking.llm_reducer`), installed around the call
+it (:func:`fastadasp.run.benchmarking.llm_reducer`), installed around the call
 (not timed), one ``forward_state`` per call (timed: planning is a cost).
 All variants run in one process, interleaved with the order rotating;
 medians with min-max; ratios from numbers of this run.
@@ -56,7 +56,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from fastadasp.benchmarking import (
+from fastadasp.run.benchmarking import (
     QWEN_7B,
     ForwardMarks,
     PeakMemory,

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fastadasp.benchmarking import clock, device_name, interleaved, markdown_table, micro_ms, spread, write_json
-from fastadasp.data.demo_set import demo_samples
+from fastadasp.run.benchmarking import clock, device_name, interleaved, markdown_table, micro_ms, spread, write_json
+from fastadasp.data.synthetic.demo_sets import demo_samples
 from fastadasp.engine import Budget, TokenReducer, attention_with_received
 from fastadasp.engine.attention import attention_with_lse
 from fastadasp.models.whisper import WHISPER_ENCODER_LAYOUT, WhisperModel

@@ -1,4 +1,4 @@
-"""Build an espeak-ng ASR demo set (thin wrapper over fastadasp.data.demo_set):
+"""Build an espeak-ng ASR demo set (thin wrapper over fastadasp.data.synthetic.demo_sets):
 the 48 short utterances, or with --dense the 16 clips of 20-30 s.
 
 The builder writes only into a new or empty folder, or one it built before (it
@@ -13,7 +13,7 @@ import time
 
 import soundfile as sf
 
-from fastadasp.data.demo_set import DENSE_MAX_S, DemoFolderError, build_demo_set, dense_plan
+from fastadasp.data.synthetic.demo_sets import DENSE_MAX_S, DemoFolderError, build_demo_set, dense_plan
 from fastadasp.data.manifest import load_manifest
 
 

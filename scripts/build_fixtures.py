@@ -4,7 +4,7 @@
     python scripts/build_fixtures.py data/fixtures meld clotho
 
 Prints the run.py overrides that point at each one. `hf` needs the `datasets` package
-and is skipped (with a note) without it. Thin wrapper over fastadasp.data.fixtures.
+and is skipped (with a note) without it. Thin wrapper over fastadasp.testing.fixtures.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from fastadasp.data import fixtures
+from fastadasp.testing import fixtures
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
 """Build the tiny random speech LMs used by tests and offline defaults
-(thin wrapper over fastadasp.models.tiny). Their outputs are never results."""
+(thin wrapper over fastadasp.testing.tiny_models). Their outputs are never results."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from fastadasp.models.tiny import TINY_FAMILIES, build_tiny, default_tiny_root
+from fastadasp.testing.tiny_models import TINY_FAMILIES, build_tiny, default_tiny_root
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,7 +37,7 @@ from typing import Callable
 
 import torch
 
-from fastadasp.benchmarking import (
+from fastadasp.run.benchmarking import (
     QWEN_7B,
     cache_bytes,
     device_name,

@@ -20,9 +20,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from fastadasp.data.demo_set import demo_samples
+from fastadasp.data.synthetic.demo_sets import demo_samples
 from fastadasp.models.whisper import WhisperModel
-from fastadasp.runner import Task, evaluate
+from fastadasp.run.runner import Task, evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fastadasp.data.dataset import load_dataset
+from fastadasp.run.datasets import load_dataset
 from omegaconf import OmegaConf
 
 from fastadasp.data.manifest import write_manifest

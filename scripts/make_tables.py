@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     partial = runs["shard"].notna().sum()
     if partial:
         print(f"left out {partial} single-shard runs (partial evaluations): merge them with "
-              "`python -m fastadasp.merge SHARD_DIR ... --out DIR` first", file=sys.stderr)
+              "`python -m fastadasp.run.merge SHARD_DIR ... --out DIR` first", file=sys.stderr)
     benchmarks = collect_benchmarks(sources, skipped=unreadable)
     te_files = collect_transfer_entropy(sources, skipped=unreadable)
     refused_tables: list[str] = []

@@ -20,10 +20,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from tabulate import tabulate
 
-from fastadasp.config import ConfigError  # noqa: F401  (registers the schema for compose)
-from fastadasp.data.dataset import load_dataset
+from fastadasp.run.config import ConfigError  # noqa: F401  (registers the schema for compose)
+from fastadasp.run.datasets import load_dataset
 from fastadasp.engine import Budget
-from fastadasp.instantiate import instantiate
+from fastadasp.run.instantiate import instantiate
 from fastadasp.models.whisper import WhisperModel
 
 METHODS = {

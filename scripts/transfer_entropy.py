@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="transfer_entropy")
 def transfer_entropy(cfg: DictConfig) -> None:
-    from fastadasp.analysis.transfer_entropy import main
+    from fastadasp.run.transfer_entropy import main
 
     main(cfg)
 

@@ -7,7 +7,7 @@ import torch
 
 torch.set_num_threads(1)
 
-import fastadasp.config  # noqa: E402,F401  (registers the typed top-level schema for hydra.compose)
+import fastadasp.run.config  # noqa: E402,F401  (registers the typed top-level schema for hydra.compose)
 
 
 @pytest.fixture(scope="session")

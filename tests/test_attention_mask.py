@@ -110,7 +110,7 @@ def test_whisper_encoder_attention_with_a_padding_mask(tiny_whisper, shape):
 def tiny_qwen2_attention():
     from transformers import Qwen2AudioForConditionalGeneration
 
-    from fastadasp.models.tiny import tiny_model_dir
+    from fastadasp.testing.tiny_models import tiny_model_dir
 
     model = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_model_dir("qwen2_audio"), attn_implementation="sdpa")
     lm = model.eval().model.language_model

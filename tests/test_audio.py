@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fastadasp.data import fixtures
+from fastadasp.testing import fixtures
 from fastadasp.data.audio import AudioError, decode_audio_bytes, read_audio, resample
 
 

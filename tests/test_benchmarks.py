@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastadasp.benchmarking import PeakMemory, interleaved, markdown_table, spread
+from fastadasp.run.benchmarking import PeakMemory, interleaved, markdown_table, spread
 from fastadasp.models.speech_lm import decoder_stack_spec
 from fastadasp.reduction import kv_cache_bytes
 
@@ -74,7 +74,7 @@ def test_long_audio_json_follows_the_contract(long_audio):
 
 def test_long_audio_rows_are_internally_consistent(long_audio):
     payload, _ = long_audio
-    from fastadasp.models.tiny import tiny_model_dir
+    from fastadasp.testing.tiny_models import tiny_model_dir
     from transformers import AutoConfig
 
     spec = decoder_stack_spec(AutoConfig.from_pretrained(tiny_model_dir("qwen2_audio")).text_config)

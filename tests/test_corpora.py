@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fastadasp.data import fixtures
+from fastadasp.testing import fixtures
 from fastadasp.data.audio import AudioError, read_audio
 from fastadasp.data.corpora import CorpusError
 from fastadasp.data.corpora.clotho import load_clotho

@@ -4,7 +4,7 @@ Files are written as bytes with the real separators (U+0085, U+2028, U+2029, for
 feed, CRLF, a newline inside a quoted field), never built with `str.splitlines`,
 which is the fault under test. Most tests need no audio: the readers do not open
 clips at load time. The ones that do use the miniature corpora of
-`fastadasp.data.fixtures` and skip without espeak-ng/sox.
+`fastadasp.testing.fixtures` and skip without espeak-ng/sox.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from fastadasp.data import fixtures
+from fastadasp.testing import fixtures
 from fastadasp.data.audio import read_audio
 from fastadasp.data.corpora import CorpusError
 from fastadasp.data.corpora._common import SampleList, read_lines, read_table
@@ -29,7 +29,7 @@ from fastadasp.data.corpora.iemocap import load_iemocap
 from fastadasp.data.corpora.librispeech import load_librispeech
 from fastadasp.data.corpora.meld import load_meld
 from fastadasp.data.corpora.voxceleb_sv import build_sv_set, load_voxceleb_sv, read_trials
-from fastadasp.data.dataset import load_dataset
+from fastadasp.run.datasets import load_dataset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "dataset"
 needs_tools = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
@@ -436,7 +436,7 @@ def test_dropped_rows_reach_metrics_json(tmp_path):
     """The count travels reader -> load_dataset -> runner -> metrics.json["dataset"]["dropped"]."""
     from hydra import compose, initialize_config_dir
 
-    from fastadasp.runner import ModelCache, main
+    from fastadasp.run.runner import ModelCache, main
 
     fixture = fixtures.build_covost2(tmp_path, full_tsv=True)
     out = tmp_path / "run"

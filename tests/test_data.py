@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fastadasp.data import demo_set
+from fastadasp.data.synthetic import demo_sets as demo_set
+from fastadasp.data.synthetic import speech
 from fastadasp.data.audio import AudioError
 from fastadasp.data.manifest import ManifestError, Sample, load_manifest, write_manifest
 
@@ -139,7 +140,7 @@ def test_build_small_demo_set(tmp_path):
 
 
 def test_build_without_tools_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo_set.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(speech.shutil, "which", lambda tool: None)
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng sox"):
         demo_set.build_demo_set(tmp_path, sentences=("one two three four five six",))
 

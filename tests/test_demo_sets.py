@@ -5,7 +5,7 @@ import shutil
 import pytest
 import soundfile as sf
 
-from fastadasp.data.demo_set import SENTENCES, dense_demo_samples, dense_plan
+from fastadasp.data.synthetic.demo_sets import SENTENCES, dense_demo_samples, dense_plan
 
 pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
                                 reason="the demo sets need espeak-ng and sox")
@@ -30,7 +30,7 @@ def test_dense_clips_fill_most_of_the_encoder_window(tmp_path):
 
 
 def test_calibration_set_shares_no_sentence_with_the_demo_sets(tmp_path):
-    from fastadasp.data.demo_set import CALIBRATION_SENTENCES, calibration_samples
+    from fastadasp.data.synthetic.demo_sets import CALIBRATION_SENTENCES, calibration_samples
 
     samples = calibration_samples(tmp_path / "demo_calib")
     assert len(samples) == len(CALIBRATION_SENTENCES) == 16

@@ -9,7 +9,7 @@ override values), and:
   methods at the TE layer, FastAdaSP dense constant and decay, ...), the paper's
   budget model, the FLOPs grid, greedy decoding (beam 5 only in the long-audio
   sweep), batch 1;
-* every job is dry-run through ``fastadasp.runner.main`` on a tiny model (the random
+* every job is dry-run through ``fastadasp.run.runner.main`` on a tiny model (the random
   tiny Qwen2-Audio for speech-LLM experiments, the tiny random Whisper otherwise)
   with ``limit=2`` on a generated manifest, only at the smallest and largest FLOPs
   target of its grid, and its metrics.json must record the method, settings,
@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 
-from fastadasp.runner import ModelCache, main
+from fastadasp.run.runner import ModelCache, main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))

@@ -10,7 +10,7 @@
   ``model.device=cuda`` on a CPU build of torch and an unusable ``hydra.run.dir``
   are one line each; nothing already written is lost.
 
-In-process checks go through ``fastadasp.runner.main`` (what ``run.py`` runs);
+In-process checks go through ``fastadasp.run.runner.main`` (what ``run.py`` runs);
 ``run.py`` itself is run where its own layer matters (the one-line print, Hydra's
 callback, ``run.log``, the sweep). The tiny random Whisper: plumbing, never scores.
 """
@@ -30,9 +30,9 @@ import soundfile as sf
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from fastadasp.config import ConfigError, validate
+from fastadasp.run.config import ConfigError, validate
 from fastadasp.engine import Budget
-from fastadasp.instantiate import build, check_arguments, instantiate
+from fastadasp.run.instantiate import build, check_arguments, instantiate
 from fastadasp.reduction import BudgetError, StackSpec
 from fastadasp.reduction.methods import (
     ATome,
@@ -42,7 +42,7 @@ from fastadasp.reduction.methods import (
     MethodSettingsError,
     RandomMerge,
 )
-from fastadasp.runner import EXPECTED_ERRORS, ModelCache, NothingEvaluatedError, _check_device, main
+from fastadasp.run.runner import EXPECTED_ERRORS, ModelCache, NothingEvaluatedError, _check_device, main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -264,8 +264,8 @@ def test_a_sweep_reports_every_bad_job_at_once_and_starts_none(config_only, data
 
 
 def test_the_sweep_check_loads_each_distinct_dataset_once(data, monkeypatch, tmp_path):
-    import fastadasp.data.dataset as dataset_module
-    from fastadasp.preflight import check_jobs
+    import fastadasp.run.datasets as dataset_module
+    from fastadasp.run.preflight import check_jobs
 
     loads = []
     real = dataset_module.load_dataset
@@ -377,7 +377,7 @@ def test_an_unusable_run_dir_is_one_line(data, tmp_path):
 
 
 def test_folder_problems(data, tmp_path):
-    from fastadasp.preflight import folder_problem
+    from fastadasp.run.preflight import folder_problem
 
     assert folder_problem(tmp_path / "new" / "run") is None and (tmp_path / "new" / "run").is_dir()
     assert "is a file, not a folder" in folder_problem(data / "a_file")

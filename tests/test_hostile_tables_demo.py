@@ -13,8 +13,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from fastadasp.analysis import RunFileError, build_tables, collect_benchmarks, collect_runs, collect_transfer_entropy
-from fastadasp.data import demo_set
-from fastadasp.data.demo_set import STAMP_FILE, DemoFolderError, build_demo_set, demo_samples
+from fastadasp.data.synthetic import demo_sets as demo_set
+from fastadasp.data.synthetic.demo_sets import STAMP_FILE, DemoFolderError, build_demo_set, demo_samples
 
 from test_tables import make_results, write_benchmark, write_run
 
@@ -56,7 +56,7 @@ def test_demo_dataset_refuses_a_users_folder_and_leaves_every_file(tmp_path):
 
 
 def test_the_run_stops_on_a_users_folder_before_any_output(tmp_path):
-    from fastadasp.runner import main
+    from fastadasp.run.runner import main
 
     root = user_folder(tmp_path / "mydata")
     before = snapshot(root)

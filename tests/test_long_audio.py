@@ -13,13 +13,13 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from fastadasp.config import ConfigError
-from fastadasp.data.fixtures import build_long_wav
+from fastadasp.run.config import ConfigError
+from fastadasp.testing.fixtures import build_long_wav
 from fastadasp.engine import Budget
 from fastadasp.metrics.wer import corpus_wer, normalize
 from fastadasp.models.whisper import WhisperModel, long_form_windows
 from fastadasp.reduction import FastAdaSPDense, NoReduction, RandomMerge
-from fastadasp.runner import main
+from fastadasp.run.runner import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000

@@ -80,7 +80,7 @@ def test_bleu_tokenises_korean_with_mecab_ko():
 
 
 def test_bleu_metric_binds_the_target_and_refuses_a_tokenizer_that_cannot_load(monkeypatch):
-    from fastadasp.config import ConfigError
+    from fastadasp.run.config import ConfigError
 
     score = bleu.bleu_metric(target_language="ja")
     assert score(JA_REFS, JA_HYPS) == corpus_bleu(JA_REFS, JA_HYPS, target_language="ja")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from fastadasp.data.demo_set import demo_samples
+from fastadasp.data.synthetic.demo_sets import demo_samples
 from fastadasp.engine import Budget
 from fastadasp.metrics.wer import corpus_wer
 from fastadasp.reduction import FastAdaSPDense, NoReduction, RandomEvict
-from fastadasp.runner import Task, evaluate
+from fastadasp.run.runner import Task, evaluate
 
 pytestmark = pytest.mark.real_model
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 - ``overwrite=true`` keeps the old results aside until the new run's
   ``metrics.json`` exists, and puts them back when it stops before its first row
   (at once, or at the next run if the process was killed);
-- ``fastadasp.merge`` never writes into an input shard and refuses an output
+- ``fastadasp.run.merge`` never writes into an input shard and refuses an output
   that holds results unless ``--overwrite``;
 - a run folder is locked (real ``fcntl.flock``, other processes) for the life of
   a run and of a merge; a stale lock is taken over;
@@ -11,7 +11,7 @@
 - result files get the umask's mode; ``run.log`` tells how a run ended.
 
 On the tiny random Whisper (plumbing, never scores); lock holders are small
-subprocesses that use :mod:`fastadasp.run_folder` directly.
+subprocesses that use :mod:`fastadasp.run.folder` directly.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from fastadasp import merge, score
-from fastadasp.merge import merge_shards
-from fastadasp.run_folder import KEPT_DIR, LOCK_FILE, RunFolder, RunFolderError
-from fastadasp.runner import ModelCache, main
+from fastadasp.run import merge, score
+from fastadasp.run.merge import merge_shards
+from fastadasp.run.folder import KEPT_DIR, LOCK_FILE, RunFolder, RunFolderError
+from fastadasp.run.runner import ModelCache, main
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = socket.gethostname()
@@ -113,7 +113,7 @@ def python(code: str, *args: str, **kwargs) -> subprocess.Popen:
 #: holds a folder's lock until its stdin is closed
 HOLDER = """
 import os, sys
-from fastadasp.run_folder import RunFolder
+from fastadasp.run.folder import RunFolder
 folder = RunFolder(sys.argv[1])
 folder.check({}, resume=False, overwrite=True)  # overwrite: no refusal; nothing changes before start()
 print(os.getpid(), flush=True)
@@ -142,7 +142,7 @@ class Holder:
 
 def lock_is_free(folder: Path) -> bool:
     """Whether another process can take the folder's lock now."""
-    proc = subprocess.run([sys.executable, "-c", "import sys; from fastadasp.run_folder import RunFolder;"
+    proc = subprocess.run([sys.executable, "-c", "import sys; from fastadasp.run.folder import RunFolder;"
                            "RunFolder(sys.argv[1]).check({}, resume=False, overwrite=True)", str(folder)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     return proc.returncode == 0
@@ -211,7 +211,7 @@ def test_a_second_overwrite_over_an_unfinished_one_keeps_the_last_finished_resul
 
 KILLED_OVERWRITE = """
 import json, os, signal, sys
-from fastadasp.run_folder import RunFolder
+from fastadasp.run.folder import RunFolder
 folder = RunFolder(sys.argv[1])
 folder.check({"new": True}, resume=False, overwrite=True)
 folder.start({"new": True}, [])
@@ -260,7 +260,7 @@ def shards(tiny_whisper_dir, manifest, tmp_path_factory):
 
 
 def run_merge(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "fastadasp.merge", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "fastadasp.run.merge", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=120, env=ONE_THREAD)
 
 
@@ -357,7 +357,7 @@ def test_the_lock_is_held_for_the_run_and_released_after(tiny_whisper_dir, manif
 
 ORPHANED = """
 import os, sys, time
-from fastadasp.run_folder import RunFolder
+from fastadasp.run.folder import RunFolder
 folder = RunFolder(sys.argv[1])
 folder.check({}, resume=False, overwrite=False)
 child = os.fork()
@@ -443,7 +443,7 @@ def test_result_files_get_the_mode_of_any_new_file(tiny_whisper_dir, manifest, t
 
 FAILING_RUN_PY = """
 import runpy, sys
-import fastadasp.runner as runner
+import fastadasp.run.runner as runner
 
 def main(cfg, model_cache=None):
     raise ZeroDivisionError("simulated bug in the run")

@@ -16,11 +16,11 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from fastadasp.config import ConfigError
+from fastadasp.run.config import ConfigError
 from fastadasp.data.manifest import ManifestError
 from fastadasp.reduction import BudgetError
-from fastadasp.run_folder import ResumeError, RunFolderError, write_json_atomic
-from fastadasp.runner import ModelCache, main
+from fastadasp.run.folder import ResumeError, RunFolderError, write_json_atomic
+from fastadasp.run.runner import ModelCache, main
 from fastadasp.tasks.definition import TaskDataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,7 +226,7 @@ def test_write_json_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_progress_is_logged_when_not_a_terminal(tiny_whisper_dir, manifest, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="fastadasp.runner"):
+    with caplog.at_level(logging.INFO, logger="fastadasp.run.runner"):
         main(cfg_for(tiny_whisper_dir, manifest, tmp_path / "p", "progress_every=2", "limit=3"))
     lines = [r.getMessage() for r in caplog.records if "samples/s" in r.getMessage()]
     assert lines and lines[-1].startswith("3/3 samples") and "audio tokens kept" in lines[-1]

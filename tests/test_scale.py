@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from fastadasp import score
-from fastadasp.merge import merge_shards
-from fastadasp.run_folder import RunFolderError
-from fastadasp.runner import ModelCache, main
+from fastadasp.run import score
+from fastadasp.run.merge import merge_shards
+from fastadasp.run.folder import RunFolderError
+from fastadasp.run.runner import ModelCache, main
 
 ROOT = Path(__file__).resolve().parents[1]
 #: metrics.json keys that describe one process (timings, which shard), not the evaluation
@@ -86,7 +86,7 @@ def test_rescoring_a_run_without_the_model(tiny_whisper_dir, manifest, tmp_path)
     paper = score.main([str(out), "metric.normalizer=paper", "--out", str(tmp_path / "paper.json")])
     assert paper["metrics"]["normalizer"] == "paper"
     assert json.loads((tmp_path / "paper.json").read_text())["metrics"] == paper["metrics"]
-    proc = subprocess.run([sys.executable, "-m", "fastadasp.score", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "fastadasp.run.score", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "settings.json is missing" in proc.stderr
 
 

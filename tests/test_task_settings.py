@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from fastadasp.data import fixtures
-from fastadasp.data.dataset import load_dataset
+from fastadasp.testing import fixtures
+from fastadasp.run.datasets import load_dataset
 from fastadasp.data.manifest import Sample
 from fastadasp.metrics.bleu import tokenizer_for
-from fastadasp.runner import ModelCache, _instantiate, main
+from fastadasp.run.instantiate import instantiate as _instantiate
+from fastadasp.run.runner import ModelCache, main
 from fastadasp.tasks.classes import class_definition_for, class_definitions
 from fastadasp.tasks.definition import Task, TaskConfigError, TaskDataError
 from fastadasp.tasks.parsing import LabelAnswer
@@ -205,7 +206,7 @@ def test_an_x_to_english_pair_runs_end_to_end(covost, tmp_path, monkeypatch):
     direct = sacrebleu.corpus_bleu([r["answer"] for r in rows], [[r["reference"] for r in rows]], tokenize="13a")
     assert scores["bleu"] == pytest.approx(direct.score)
     # the run folder alone rebuilds the task (settings.json holds the resolved pair and variables)
-    from fastadasp.rescoring import load_run, task_from_settings
+    from fastadasp.run.rescoring import load_run, task_from_settings
 
     settings, _, _ = load_run(tmp_path)
     again = task_from_settings(settings)

@@ -19,11 +19,11 @@ import pytest
 import sacrebleu
 from hydra import compose, initialize_config_dir
 
-from fastadasp.data import fixtures
+from fastadasp.testing import fixtures
 from fastadasp.metrics.accuracy import normalize_answer
 from fastadasp.metrics.wer import normalize
 from fastadasp.models.speech_lm import SpeechLM
-from fastadasp.runner import ModelCache, main
+from fastadasp.run.runner import ModelCache, main
 from fastadasp.tasks.definition import TaskDataError
 
 ROOT = Path(__file__).resolve().parents[1]

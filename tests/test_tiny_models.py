@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastadasp.models import tiny
+from fastadasp.testing import tiny_models as tiny
 
 torch.set_num_threads(1)
 

@@ -16,7 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from fastadasp.analysis.transfer_entropy import (
+from fastadasp.run.transfer_entropy import (
     CalibrationOverlapError,
     FixedRatio,
     LayerTE,
@@ -233,7 +233,7 @@ def test_overlapping_calibration_is_refused_before_the_model_loads(manifests, tm
 
 
 def compose_run(overrides: list[str]):
-    import fastadasp.config  # noqa: F401  (registers run.py's typed schema, run_schema)
+    import fastadasp.run.config  # noqa: F401  (registers run.py's typed schema, run_schema)
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)

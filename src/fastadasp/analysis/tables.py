@@ -642,7 +642,7 @@ def build_tables(runs: pd.DataFrame, benchmarks: pd.DataFrame | None = None,
     """All tables: one per (model, task, dataset, budget model); the paper's multi-task layouts
     (WavLLM 1-2, talk 8-10) per (model, budget model); layer selection (talk 6); long audio
     (talk 12); and, with ``include_paper``, the paper's tables on their own. Runs of a single
-    shard (``shard`` set) are left out: merge them with ``python -m fastadasp.merge`` first.
+    shard (``shard`` set) are left out: merge them with ``python -m fastadasp.run.merge`` first.
 
     A table whose runs contradict each other raises :class:`TableError`; with a ``skipped``
     list its one-line reason is appended there instead and every other table is built."""

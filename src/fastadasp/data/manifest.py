@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .audio import AudioError, read_audio
+from .audio import AudioError
+from .sample import Sample
 
 __all__ = ["ManifestError", "Sample", "load_manifest", "read_audios", "write_manifest"]
 
@@ -27,20 +27,6 @@ _RESERVED = ("id", "audio", "text")
 
 class ManifestError(ValueError):
     """A manifest is missing or malformed; the message names the file and line."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One utterance: absolute audio path, reference text (None if the task has none), extras."""
-
-    id: str
-    audio_path: Path
-    text: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def load_audio(self, sr: int = 16000) -> np.ndarray:
-        """Read this sample's audio as float32 mono at `sr` (raises AudioError)."""
-        return read_audio(self.audio_path, target_sr=sr)
 
 
 def read_audios(samples, sr: int = 16000) -> tuple[list["Sample"], list[np.ndarray], list[dict]]:

@@ -61,7 +61,7 @@ def bleu_metric(target_language: str | None = None, tokenize: str | None = None)
     tok = tokenize or tokenizer_for(target_language)
     problem = tokenizer_problem(tok)
     if problem is not None:
-        from ..config import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError(
             f"BLEU for target {target_language!r} uses {tok}, but {problem}; install the pinned requirements "

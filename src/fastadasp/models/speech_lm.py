@@ -104,7 +104,7 @@ class SpeechLM(SpeechModel):
             self.family = family
         self.name = source
         if source.startswith("tiny:"):  # a random tiny model of this family, built locally on first use
-            from .tiny import tiny_model_dir
+            from ..testing.tiny_models import tiny_model_dir
 
             source = str(tiny_model_dir(source.removeprefix("tiny:")))
         kwargs = {"dtype": getattr(torch, dtype), "attn_implementation": attn_implementation, "cache_dir": cache_dir}
@@ -124,7 +124,7 @@ class SpeechLM(SpeechModel):
         from transformers import AutoConfig
 
         if source.startswith("tiny:"):
-            from .tiny import tiny_model_dir
+            from ..testing.tiny_models import tiny_model_dir
 
             source = str(tiny_model_dir(source.removeprefix("tiny:")))
         try:

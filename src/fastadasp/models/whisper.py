@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizerFast
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..engine import BlockLayout, Budget, TokenReducer
 from ..reduction import ReductionMethod, StackSpec
 from .base import Generation, SpeechModel, prompt_list

@@ -30,7 +30,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["Task", "TaskConfigError", "TaskDataError", "sample_fields"]
 

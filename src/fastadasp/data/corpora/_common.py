@@ -14,7 +14,7 @@ row starts.
 
 A reader that leaves out rows on purpose (CoVoST 2 rows whose clip Common Voice
 no longer lists) returns a `SampleList` whose `dropped` maps each reason to the
-ids left out; `apply_limit` logs them and `fastadasp.data.dataset.load_dataset`
+ids left out; `apply_limit` logs them and `fastadasp.run.datasets.load_dataset`
 puts their count into the run's dataset info (metrics.json).
 """
 
