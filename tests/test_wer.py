@@ -87,3 +87,36 @@ def test_corpus_wer_equals_jiwer_on_normalised_text():
     hyps = ["the color is gray", "25 apple", "a x c e f g"]
     expected = 100 * jiwer.wer([normalize(r) for r in refs], [normalize(h) for h in hyps])
     assert corpus_wer(refs, hyps)["wer"] == pytest.approx(expected)
+
+
+# Languages (issue 17): the basic normaliser for non-English text, per-sample languages, CER.
+
+def test_basic_normaliser_keeps_accents_and_drops_punctuation():
+    assert normalize("¿Sabes a qué hora cierra la farmacia?", "whisper_basic") == "sabes a qué hora cierra la farmacia"
+    assert normalize("Wir fahren [laut] nach Berlin.", "auto", language="de") == "wir fahren nach berlin"
+    assert normalize("The colour is grey", "auto", language=None) == "the color is gray"  # no language: English
+
+
+def test_auto_follows_each_samples_language_then_the_setting_then_english():
+    refs, hyps = ["The colour is grey.", "Le chat noir."], ["the color is gray", "le chat noir"]
+    both = corpus_wer(refs, hyps, normalizer="auto", languages=["en", "fr"])
+    assert both["wer"] == 0.0 and both["normalizer"] == "whisper_en+whisper_basic"
+    assert both["languages"] == {"en": 1, "fr": 1} and both["per_language"]["fr"]["wer"] == 0.0
+    # English spellings are not normalised for a French sample: grey != gray
+    told = corpus_wer(["grey"], ["gray"], normalizer="auto", language="fr")
+    assert told["wer"] == 100.0 and told["language_from"] == {"setting": 1}
+    own = corpus_wer(["grey"], ["gray"], normalizer="auto", language="fr", languages=["en-GB"])
+    assert own["wer"] == 0.0 and own["language_from"] == {"sample": 1}  # the sample's own language wins
+    assert corpus_wer(["grey"], ["gray"], normalizer="auto", language="auto")["language_from"] == {"default": 1}
+
+
+def test_character_error_rate_for_languages_without_spaces():
+    ref, hyp = "我爱北京天安门。", "我爱北京天门"
+    auto = corpus_wer([ref], [hyp], normalizer="auto", unit="auto", languages=["zh-CN"])
+    assert auto["unit"] == "char" and auto["ref_words"] == 7 and auto["wer"] == pytest.approx(100 / 7)
+    assert corpus_wer([ref], [hyp], normalizer="whisper_basic")["wer"] == 100.0  # one "word": useless
+    # an explicit unit=char scores any language by characters (spaces not counted)
+    chars = corpus_wer(["the cat"], ["the bat"], normalizer="none", unit="char")
+    assert chars["ref_words"] == 6 and chars["wer"] == pytest.approx(100 / 6)
+    with pytest.raises(ValueError, match="unknown unit"):
+        corpus_wer(["a"], ["a"], unit="letters")

@@ -119,3 +119,31 @@ def test_repetition_loop_rule():
     assert not is_repetition_loop(list(range(17)) * 2, hit_max=True)  # period 17 > 16
     assert is_repetition_loop(list(range(16)) * 2, hit_max=True)
     assert not is_repetition_loop([], hit_max=True)
+
+
+def test_one_prompt_per_row_equals_each_row_alone(tiny):
+    model, _, enc = tiny
+    rows = [[1, 5, 7], [1, 6, 7]]  # equal lengths, differing in one token (a language, for multilingual Whisper)
+    both = greedy_decode(model, enc, None, rows, EOS, 8, output_scores=True)
+    for i, prompt in enumerate(rows):
+        alone = greedy_decode(model, enc[i : i + 1], None, prompt, EOS, 8, output_scores=True)
+        assert both.tokens[i] == alone.tokens[0]
+        torch.testing.assert_close(both.scores[0][i : i + 1], alone.scores[0], atol=1e-4, rtol=0)
+    assert both.tokens[0] != greedy_decode(model, enc, None, rows[1], EOS, 8).tokens[0]  # the prompt matters
+    with pytest.raises(ValueError, match="one prompt or one per row"):
+        greedy_decode(model, enc, None, [[1, 5, 7]] * 3, EOS, 8)
+
+
+def test_detect_language_is_the_first_step_restricted_to_the_candidates(tiny):
+    from fastadasp.models.whisper_decode import detect_language
+
+    model, _, enc = tiny
+    first = greedy_decode(model, enc, None, [1], EOS, 1, output_scores=True).scores[0]
+    candidates = [10, 20, 30, 40]
+    ids, probs = detect_language(model, enc, None, 1, candidates)
+    want = torch.tensor(candidates)[first[:, candidates].argmax(-1)].tolist()
+    assert ids == want and all(i in candidates for i in ids)
+    expected = first[:, candidates].softmax(-1).max(-1).values
+    torch.testing.assert_close(torch.tensor(probs), expected, atol=1e-5, rtol=0)
+    unrestricted = first.argmax(-1).tolist()
+    assert unrestricted != ids  # the restriction decides here, or the test proves nothing

@@ -49,6 +49,10 @@ class SpeechModel(ABC):
     family: str
     #: human-readable identity (checkpoint name or path) for metrics.json
     name: str
+    #: True: for a task without a prompt for this family, the adapter receives the task's ``default``
+    #: prompt, a plain instruction without any model's tokens, and puts it into the model's format
+    #: itself (chat template, audio placeholder); False: such a task is refused before the model loads
+    uses_default_prompt: bool = False
     #: model config keys that change speed or memory but never a prediction (left out of a run's identity,
     #: so a run can resume with another value)
     throughput_settings: frozenset[str] = frozenset()
@@ -64,6 +68,11 @@ class SpeechModel(ABC):
         weights load (so an infeasible budget fails in seconds, not after loading
         a 7B model); ``None`` when the config cannot be read without loading."""
         return None
+
+    @classmethod
+    def check_prompt(cls, prompt: str, **model_config) -> None:
+        """Refuse (ConfigError) a task prompt that contradicts the model's settings,
+        before any weights load; the runner calls it with the first sample's prompt."""
 
     @abstractmethod
     def generate(

@@ -19,7 +19,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ..engine.masks import additive_mask
 
-__all__ = ["DecodeResult", "greedy_decode", "is_repetition_loop"]
+__all__ = ["DecodeResult", "detect_language", "greedy_decode", "is_repetition_loop"]
 
 MAX_LOOP_PERIOD = 16
 
@@ -54,15 +54,17 @@ def greedy_decode(
     model: WhisperForConditionalGeneration,
     encoder_hidden_states: torch.Tensor,
     encoder_mask: torch.Tensor | None,
-    prompt_ids: list[int],
+    prompt_ids: Sequence[int] | Sequence[Sequence[int]],
     eos_id: int,
     max_new_tokens: int,
     suppress_ids: Sequence[int] = (),
     suppress_begin_ids: Sequence[int] = (),
     output_scores: bool = False,
 ) -> DecodeResult:
-    """Greedy-decode a batch sharing one prompt from ``encoder_hidden_states`` ``(B, n, d)``.
+    """Greedy-decode a batch from ``encoder_hidden_states`` ``(B, n, d)``.
 
+    ``prompt_ids``: one prompt for every row, or one per row (equal lengths: a multilingual
+    batch whose rows differ only in their language token).
     ``encoder_mask`` ``(B, n)`` bool, True = real state; padded states get no cross-attention.
     ``suppress_ids`` are banned at every step, ``suppress_begin_ids`` at the first generated
     step.  Finished rows keep emitting ``eos_id`` until every row is done or
@@ -73,7 +75,11 @@ def greedy_decode(
     dec = model.model.decoder
     bsz, n, _ = encoder_hidden_states.shape
     device, dtype = encoder_hidden_states.device, encoder_hidden_states.dtype
-    p = len(prompt_ids)
+    ids = torch.as_tensor(prompt_ids, dtype=torch.long, device=device)
+    ids = ids.expand(bsz, -1) if ids.dim() == 1 else ids
+    if ids.dim() != 2 or ids.shape[0] != bsz or ids.shape[1] == 0:
+        raise ValueError(f"prompt ids of shape {tuple(ids.shape)} for a batch of {bsz}: give one prompt or one per row")
+    p = ids.shape[1]
     max_new_tokens = min(max_new_tokens, dec.max_target_positions - p + 1)
 
     cross_mask = None
@@ -93,7 +99,6 @@ def greedy_decode(
     banned_first[list(suppress_begin_ids)] = True
 
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-    ids = torch.tensor([prompt_ids] * bsz, dtype=torch.long, device=device)
     finished = torch.zeros(bsz, dtype=torch.bool, device=device)
     generated: list[torch.Tensor] = []
     scores: list[torch.Tensor] = []
@@ -128,3 +133,22 @@ def greedy_decode(
     hit = [eos_id not in row for row in out]
     loops = [is_repetition_loop(t, capped) for t, capped in zip(tokens, hit)]
     return DecodeResult(tokens, hit, loops, steps, scores if output_scores else None)
+
+
+@torch.inference_mode()
+def detect_language(
+    model: WhisperForConditionalGeneration,
+    encoder_hidden_states: torch.Tensor,
+    encoder_mask: torch.Tensor | None,
+    sot_id: int,
+    language_ids: Sequence[int],
+) -> tuple[list[int], list[float]]:
+    """Whisper's language identification: the decoder's first step after
+    ``<|startoftranscript|>``, restricted to the language tokens. Returns, per row, the
+    most likely language token and its probability among the languages (softmax over them)."""
+    step = greedy_decode(model, encoder_hidden_states, encoder_mask, [sot_id], eos_id=-1, max_new_tokens=1,
+                         output_scores=True)
+    candidates = torch.as_tensor(list(language_ids), dtype=torch.long, device=step.scores[0].device)
+    probs = step.scores[0][:, candidates].float().softmax(-1)
+    best = probs.argmax(-1)
+    return candidates[best].tolist(), probs.gather(1, best[:, None]).squeeze(1).tolist()

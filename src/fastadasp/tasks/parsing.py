@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import string
+from functools import lru_cache
 from typing import Any, Mapping
 
 from ..data.manifest import Sample
@@ -21,6 +22,7 @@ __all__ = [
     "EMOTION_SYNONYMS",
     "ChoiceAnswer",
     "LabelAnswer",
+    "LanguageAnswer",
     "ShortAnswer",
     "TextAnswer",
     "YesNoAnswer",
@@ -262,3 +264,92 @@ class ShortAnswer:
 
     def __repr__(self) -> str:
         return "ShortAnswer()"
+
+
+#: names in their own language that speech LLMs answer with, beyond Whisper's English names
+_ENDONYMS = {
+    "deutsch": "de", "français": "fr", "francais": "fr", "español": "es", "espanol": "es", "castellano": "es",
+    "italiano": "it", "português": "pt", "portugues": "pt", "nederlands": "nl", "русский": "ru", "中文": "zh",
+    "日本語": "ja", "한국어": "ko", "polski": "pl", "català": "ca", "catala": "ca",
+}
+_LANGUAGE_TAG = re.compile(r"<\|([a-z]{2,3})\|>")
+_LANGUAGE_CODE = re.compile(r"([a-z]{2,3})(?:[-_][a-z0-9]+)*")  # "de", "es-419", "zh_cn"
+_ANY_SCRIPT_TOKEN = re.compile(r"\w+(?:'\w+)?|[^\w\s]")  # words of any script, and single punctuation marks
+
+
+@lru_cache(maxsize=1)
+def _language_table() -> tuple[dict[str, str], frozenset[str]]:
+    """(name -> code, every code): Whisper's language table (its 99+ languages, English names and
+    aliases such as "castilian" or "mandarin", from transformers) plus a few endonyms."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    names = {name.lower(): code for name, code in TO_LANGUAGE_CODE.items()}
+    names.update(_ENDONYMS)
+    return names, frozenset(LANGUAGES)
+
+
+def _primary(tag: str) -> str:
+    return tag.strip().lower().replace("_", "-").split("-")[0]
+
+
+def language_of(text: str) -> str | None:
+    """The language code a label or a whole answer names: a code ("de", "es-419", "<|de|>") or a
+    name ("German", "Deutsch"); None for anything else."""
+    names, codes = _language_table()
+    text = text.strip().lower()
+    tag = _LANGUAGE_TAG.fullmatch(text) or _LANGUAGE_CODE.fullmatch(text)
+    if tag:
+        return tag.group(1) if tag.group(1) in codes else None
+    whole = " ".join(_words(text))
+    return names.get(whole) or (whole if whole in codes else None)
+
+
+class LanguageAnswer:
+    """A language from free text, as one of `sample.extra["labels"]` (LID).
+
+    Labels may be codes ("de", "es-419") or names ("German"); the answer is the label
+    as spelled in the set. Rule, in order:
+    1. A Whisper language tag (`<|de|>`) anywhere -> that language (Whisper's own answer
+       is the bare code, which rule 2 reads).
+    2. The whole answer is a code or a language name ("de", "German.", "Deutsch") -> it.
+    3. Otherwise every language *name* in the answer is a mention ("It sounds like German");
+       bare codes are not ("it", "no" are English words). A mention negated by one of
+       `_NEGATIONS` within the two words before it, with no punctuation in between, is
+       dropped ("not French but German" -> German). One distinct language -> it; none or
+       several -> None.
+    4. The language maps to the label whose code is the same (primary subtags compared:
+       "es" matches "es-419"); none -> None (a language outside the set, counted unparsed).
+       A sample without `labels` gets the code itself.
+    Names are Whisper's language table (English names and aliases) plus a few endonyms.
+    """
+
+    def _mentions(self, prediction: str) -> set[str]:
+        tag = _LANGUAGE_TAG.search(prediction.lower())
+        if tag:
+            return {tag.group(1)}
+        whole = language_of(prediction)
+        if whole is not None:
+            return {whole}
+        names, _ = _language_table()
+        tokens = _ANY_SCRIPT_TOKEN.findall(prediction.lower().replace("\u2019", "'"))
+        found = set()
+        for i, token in enumerate(tokens):
+            for phrase in (" ".join(tokens[i:i + 2]), token):  # two-word names first ("haitian creole")
+                if phrase in names and not LabelAnswer._negated(tokens, i):
+                    found.add(names[phrase])
+                    break
+        return found
+
+    def __call__(self, prediction: str, sample: Sample) -> str | None:
+        found = self._mentions(prediction)
+        if len(found) != 1:
+            return None
+        code = found.pop()
+        labels = sample.extra.get("labels")
+        if labels is None:
+            return code
+        matches = [str(label) for label in labels if (language_of(str(label)) or _primary(str(label))) == code]
+        return matches[0] if len(matches) == 1 else None
+
+    def __repr__(self) -> str:
+        return "LanguageAnswer()"
