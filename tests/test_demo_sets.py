@@ -1,4 +1,5 @@
-"""The dense-speech demo set: clips of 20-30 s that fill most of Whisper's 30 s window."""
+"""The dense-speech demo set: clips of 20-30 s that fill most of Whisper's 30 s window; every
+set's sentences stay out of the Transfer-Entropy calibration set."""
 
 import shutil
 
@@ -36,3 +37,22 @@ def test_calibration_set_shares_no_sentence_with_the_demo_sets(tmp_path):
     assert len(samples) == len(CALIBRATION_SENTENCES) == 16
     assert not set(CALIBRATION_SENTENCES) & set(SENTENCES)
     assert all(sf.info(str(s.audio_path)).duration > 1.0 for s in samples)
+
+
+def test_no_set_shares_a_sentence_with_the_calibration_set():
+    """Calibration (Transfer-Entropy layer selection on demo_calib) never sees evaluation text: not in the
+    demo sets, the large English set or the multilingual sets (transcripts and translations), also
+    after lowercasing and removing punctuation; each builder repeats this check before it renders."""
+    from fastadasp.data.synthetic import evaluation_sets as sets
+    from fastadasp.data.synthetic.demo_sets import CALIBRATION_SENTENCES
+
+    every_set = {"demo": list(SENTENCES), "demo_dense": [p.text for p in dense_plan()],
+                 "demo_dense_large": sets.read_sentences()}
+    every_set.update({f"demo_multilingual ({lang})": [t for pair in sets.read_pairs(lang) for t in pair]
+                      for lang in sets.LANGUAGES})
+    calibration = {" ".join(c.lower().replace(",", "").rstrip(".").split()) for c in CALIBRATION_SENTENCES}
+    for name, texts in every_set.items():
+        sets.check_disjoint_from_calibration(texts, name)
+        joined = " ".join(texts).lower().replace(",", "")
+        assert not [c for c in calibration if c in joined], name  # not even inside a dense clip's text
+    assert not set(sets.read_sentences()) & set(SENTENCES)  # the large set shares no sentence with demo/demo_dense

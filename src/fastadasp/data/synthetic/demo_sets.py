@@ -9,6 +9,12 @@ degradation. Voices were chosen by measurement: other espeak-ng variants
 from one sentence subset to the next, which would make the set a test of
 espeak's intelligibility rather than of token reduction.
 
+Note: the two VOICES are really two male voices. espeak-ng (1.51 here) drops the
+``+f3`` variant of ``en-gb`` without a warning: ``en-gb+f3`` renders byte-identical
+audio to ``en-gb``. The shipped sets keep these names (their content and scores stay
+comparable); the newer sets (:mod:`.evaluation_sets`) check every voice with
+:func:`.speech.check_voices_distinct` and refuse a variant that is ignored.
+
 The sentences are our own: 6-15 words, numbers spelled out, no contractions,
 no hyphenated compounds and no words with British/American spelling variants,
 so that reference text and model output compare the same way under both WER
@@ -24,7 +30,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .speech import check_tools, speak
 
@@ -32,7 +38,7 @@ from ..corpora._common import CorpusError
 
 __all__ = ["SENTENCES", "VOICES", "SPEEDS", "DemoItem", "DemoFolderError", "STAMP_FILE", "demo_plan", "dense_plan",
            "build_demo_set", "demo_samples", "dense_demo_samples", "CALIBRATION_SENTENCES", "calibration_plan",
-           "calibration_samples"]
+           "calibration_samples", "SetContent", "build_owned_set", "recipe_hash"]
 
 SENTENCES: tuple[str, ...] = (
     "The old lighthouse keeper climbed the stairs every evening before sunset.",
@@ -304,6 +310,86 @@ def _write_stamp(root: Path, stamp: dict) -> None:
     os.replace(tmp, root / STAMP_FILE)
 
 
+@dataclass(frozen=True)
+class SetContent:
+    """What a build writes: the manifest rows (each ``audio`` is ``wavs/<id>.wav``) and the
+    function that writes every row's wav into the given folder (atomically, file by file); it
+    may complete the rows with what only writing tells (the gain a clip needed), as the
+    manifest is written after it."""
+
+    rows: list[dict]
+    write_audio: Callable[[Path], None]
+
+
+def recipe_hash(recipe: dict) -> str:
+    """The hash a set's stamp records: of everything its audio and manifest depend on."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def build_owned_set(
+    out_dir: str | Path,
+    *,
+    set_name: str,
+    recipe: str,
+    prepare: Callable[[], SetContent],
+    force: bool = False,
+    require_demo_name: bool = False,
+    id_prefix: str = "demo",
+    expected_files: set[str] | None = None,
+) -> Path:
+    """Build a synthetic set into ``out_dir`` (a folder this builder owns) and return its manifest.
+
+    The builder writes only into folders it owns: a new or empty folder (which
+    it claims by writing :data:`STAMP_FILE` first) or one whose stamp names
+    ``set_name`` and lists every file in it. A folder holding anything else (a
+    user's manifest and wavs, a file changed since the build) is refused with a
+    :class:`DemoFolderError` before anything is written or removed, and a
+    rebuild removes only files the stamp lists. ``require_demo_name`` (the
+    dataset configs) also refuses to claim a new or empty folder whose name
+    lacks ``demo``: there a mistyped path is likelier than a wish for the demo set.
+
+    Skips all work when the stamp's ``recipe`` hash matches and every file it lists
+    (and every ``expected_files``) exists, so it is cheap to call before every run;
+    ``prepare`` (which may render, in memory) runs only otherwise. The stamp is marked
+    complete last, with the sha256 of every file, so an interrupted build is redone
+    rather than trusted.
+    """
+    out = Path(out_dir)
+    stamp = _owned_stamp(out, set_name, id_prefix, require_demo_name)
+    manifest, wav_dir = out / _MANIFEST, out / _WAV_DIR
+    up_to_date = (
+        stamp is not None
+        and stamp.get("complete") is True
+        and stamp.get("plan_hash") == recipe
+        and manifest.is_file()
+        and all((out / f).is_file() for f in (expected_files if expected_files is not None else stamp["files"]))
+    )
+    if up_to_date and not force:
+        if (out / _LEGACY_HASH_FILE).exists():  # an older build: record its files in a stamp once
+            _write_stamp(out, {**stamp, "files": {f: _sha256(out / f) for f in stamp["files"] if (out / f).is_file()}})
+            (out / _LEGACY_HASH_FILE).unlink()
+        return manifest
+    content = prepare()
+    planned = {row["audio"] for row in content.rows}
+    previous = dict(stamp["files"]) if stamp else {}
+    out.mkdir(parents=True, exist_ok=True)
+    # claim first: every file this build may leave behind is listed before it is written
+    _write_stamp(out, {"builder": __name__, "set": set_name, "plan_hash": recipe, "complete": False,
+                       "files": {**previous, _MANIFEST: None, **{f: None for f in planned}}})
+    (out / _LEGACY_HASH_FILE).unlink(missing_ok=True)
+    wav_dir.mkdir(exist_ok=True)
+    for stale in sorted(set(previous) - planned - {_MANIFEST}):  # ours, from a larger or older plan
+        (out / stale).unlink(missing_ok=True)
+    content.write_audio(wav_dir)
+    tmp_manifest = out / f".{_MANIFEST}.tmp"
+    tmp_manifest.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in content.rows) + "\n",
+                            encoding="utf-8")
+    os.replace(tmp_manifest, manifest)
+    _write_stamp(out, {"builder": __name__, "set": set_name, "plan_hash": recipe, "complete": True,
+                       "files": {f: _sha256(out / f) for f in sorted(planned | {_MANIFEST})}})
+    return manifest
+
+
 def build_demo_set(
     out_dir: str | Path,
     *,
@@ -317,70 +403,31 @@ def build_demo_set(
     set_name: str = "demo_asr",
     require_demo_name: bool = False,
 ) -> Path:
-    """Render the demo set into `out_dir` and return its manifest path.
-
-    The builder writes only into folders it owns: a new or empty folder (which
-    it claims by writing :data:`STAMP_FILE` first) or one whose stamp names
-    ``set_name`` and lists every file in it. A folder holding anything else (a
-    user's manifest and wavs, a file changed since the build) is refused with a
-    :class:`DemoFolderError` before anything is written or removed, and a
-    rebuild removes only files the stamp lists. ``require_demo_name`` (the
-    dataset configs) also refuses to claim a new or empty folder whose name
-    lacks ``demo``: there a mistyped path is likelier than a wish for the demo set.
-
-    Skips all work when the stamp's plan hash matches and every wav exists, so
-    it is cheap to call before every run. The stamp is marked complete last, so
-    an interrupted build is redone rather than trusted.
-    """
-    out = Path(out_dir)
+    """Render the demo set (one espeak-ng utterance per item) into `out_dir` and return its
+    manifest path; :func:`build_owned_set` says which folders it writes into and when it
+    skips the work."""
     plan = list(plan) if plan is not None else demo_plan(sentences, voices, speeds)
-    digest = _plan_hash(plan)
-    id_prefix = plan[0].id.split("_")[0] if plan else "demo"
-    stamp = _owned_stamp(out, set_name, id_prefix, require_demo_name)
-    manifest, wav_dir = out / _MANIFEST, out / _WAV_DIR
-    planned = {f"{_WAV_DIR}/{p.id}.wav" for p in plan}
-    up_to_date = (
-        stamp is not None
-        and stamp.get("complete") is True
-        and stamp.get("plan_hash") == digest
-        and manifest.is_file()
-        and all((out / f).is_file() for f in planned)
-    )
-    if up_to_date and not force:
-        if (out / _LEGACY_HASH_FILE).exists():  # an older build: record its files in a stamp once
-            _write_stamp(out, {**stamp, "files": {f: _sha256(out / f) for f in stamp["files"] if (out / f).is_file()}})
-            (out / _LEGACY_HASH_FILE).unlink()
-        return manifest
-    check_tools()
-    previous = dict(stamp["files"]) if stamp else {}
-    out.mkdir(parents=True, exist_ok=True)
-    # claim first: every file this build may leave behind is listed before it is written
-    _write_stamp(out, {"builder": __name__, "set": set_name, "plan_hash": digest, "complete": False,
-                       "files": {**previous, _MANIFEST: None, **{f: None for f in planned}}})
-    (out / _LEGACY_HASH_FILE).unlink(missing_ok=True)
-    wav_dir.mkdir(exist_ok=True)
-    for stale in sorted(set(previous) - planned - {_MANIFEST}):  # ours, from a larger or older plan
-        (out / stale).unlink(missing_ok=True)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(lambda item: _render(item, wav_dir), plan))
-    if max_seconds is not None:
-        import soundfile as sf
 
-        too_long = [(p.id, sf.info(str(wav_dir / f"{p.id}.wav")).duration) for p in plan]
-        too_long = [(i, d) for i, d in too_long if d > max_seconds]
-        if too_long:
-            raise RuntimeError(f"clips longer than {max_seconds} s: {too_long}; use fewer sentences per clip")
-    lines = [
-        json.dumps({"id": p.id, "audio": f"{_WAV_DIR}/{p.id}.wav", "text": p.text,
-                    "voice": p.voice, "speed": p.speed})
-        for p in plan
-    ]
-    tmp_manifest = out / f".{_MANIFEST}.tmp"
-    tmp_manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp_manifest, manifest)
-    _write_stamp(out, {"builder": __name__, "set": set_name, "plan_hash": digest, "complete": True,
-                       "files": {f: _sha256(out / f) for f in sorted(planned | {_MANIFEST})}})
-    return manifest
+    def write_audio(wav_dir: Path) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(lambda item: _render(item, wav_dir), plan))
+        if max_seconds is not None:
+            import soundfile as sf
+
+            too_long = [(p.id, sf.info(str(wav_dir / f"{p.id}.wav")).duration) for p in plan]
+            too_long = [(i, d) for i, d in too_long if d > max_seconds]
+            if too_long:
+                raise RuntimeError(f"clips longer than {max_seconds} s: {too_long}; use fewer sentences per clip")
+
+    def prepare() -> SetContent:
+        check_tools()
+        rows = [{"id": p.id, "audio": f"{_WAV_DIR}/{p.id}.wav", "text": p.text, "voice": p.voice, "speed": p.speed}
+                for p in plan]
+        return SetContent(rows, write_audio)
+
+    return build_owned_set(out_dir, set_name=set_name, recipe=_plan_hash(plan), prepare=prepare, force=force,
+                           require_demo_name=require_demo_name, id_prefix=plan[0].id.split("_")[0] if plan else "demo",
+                           expected_files={f"{_WAV_DIR}/{p.id}.wav" for p in plan})
 
 
 def demo_samples(root: str | Path, limit: int | None = None) -> list:
