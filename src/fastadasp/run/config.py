@@ -6,11 +6,14 @@ the first entry of ``configs/config.yaml``'s defaults, so Hydra itself refuses
 range checks a type cannot express (``flops`` in [0, 1), ``batch_size >= 1``,
 ``0 <= shard < num_shards``, a seed in [0, 2**63 - 1], ...) and raises
 :class:`ConfigError` with one line naming the key, the value and what is allowed.
+:func:`rewrite_deprecated_overrides` turns the earlier command-line spellings
+(the ``budget`` group, now ``cost_model``) into the current ones.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -18,12 +21,24 @@ from omegaconf import MISSING, OmegaConf
 
 from ..errors import ConfigError
 
-__all__ = ["ConfigError", "RunConfig", "RunSettings", "check_overrides", "validate"]
+__all__ = ["ConfigError", "RunConfig", "RunSettings", "check_overrides", "rewrite_deprecated_overrides", "validate"]
 
 
 
 #: the largest seed (torch.manual_seed takes 64 bits; a signed 64-bit value fits every generator)
 SEED_MAX = 2**63 - 1
+
+
+@dataclass
+class StatisticsConfig:
+    """How every run's uncertainty is computed (metrics.json ``metrics_interval`` and ``collapses``)."""
+
+    #: bootstrap resamples over samples for the metric's 95% interval
+    resamples: int = 1000
+    #: the bootstrap's seed: the same predictions always give the same interval
+    seed: int = 12345
+    #: a sample whose error rate (percent) is above this counts as collapsed (besides empty, loop, truncated)
+    collapse_threshold: float = 90.0
 
 
 @dataclass
@@ -34,7 +49,8 @@ class RunConfig:
     task: Any = MISSING
     dataset: Any = MISSING
     method: Any = MISSING
-    budget: Any = MISSING
+    #: how ``flops`` is counted: configs/cost_model/ (analytic | token_layer); builds the run's budget
+    cost_model: Any = MISSING
     logger: Any = MISSING
     #: FLOPs-reduction target m in [0, 1)
     flops: float = 0.0
@@ -54,6 +70,8 @@ class RunConfig:
     sort_by_length: bool = False
     #: without a terminal, log progress every N samples
     progress_every: int = 50
+    #: bootstrap resamples, seed and collapse threshold of the run's intervals and collapse counts
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     output_dir: str = MISSING
     data_root: str = MISSING
 
@@ -90,6 +108,8 @@ class RunSettings:
     num_shards: int
     sort_by_length: bool
     progress_every: int
+    #: (resamples, seed, collapse threshold) of the run's intervals: cfg.statistics
+    statistics: tuple[int, int, float] = (1000, 12345, 90.0)
 
 
 def _number(cfg: Any, key: str, kind: type, default: Any) -> Any:
@@ -143,7 +163,21 @@ def validate(cfg: Any) -> RunSettings:
         num_shards=num_shards,
         sort_by_length=_flag(cfg, "sort_by_length"),
         progress_every=every,
+        statistics=_statistics(cfg.get("statistics") or {}),
     )
+
+
+def _statistics(node: Any) -> tuple[int, int, float]:
+    resamples = _number(node, "resamples", int, 1000)
+    if resamples < 1:
+        raise ConfigError(f"statistics.resamples must be >= 1, got {resamples}")
+    seed = _number(node, "seed", int, 12345)
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"statistics.seed must be an integer in [0, 2**63 - 1], got {seed}")
+    threshold = _number(node, "collapse_threshold", float, 90.0)
+    if threshold is None or threshold < 0:
+        raise ConfigError(f"statistics.collapse_threshold must be a percent error rate >= 0, got {threshold}")
+    return resamples, seed, threshold
 
 
 def check_overrides(argv: list[str]) -> None:
@@ -174,3 +208,36 @@ def check_overrides(argv: list[str]) -> None:
             if not ok:
                 want = {float: "a number", int: "an integer", bool: "true or false"}[kinds[key]]
                 raise ConfigError(f"{key} must be {want}, got {value!r} (from the override {arg!r})")
+
+
+#: the options of the earlier ``budget`` group -> those of ``cost_model`` (configs/cost_model/); kept here,
+#: not imported from the reduction package, so that run.py refuses a bad override before torch loads
+RENAMED_BUDGET_OPTIONS = {"flops": "analytic", "paper": "token_layer"}
+_OLD_OPTION = re.compile(r"\b(" + "|".join(RENAMED_BUDGET_OPTIONS) + r")\b")  # by word: budget=flops,paper sweeps
+
+
+def rewrite_deprecated_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The command line with the earlier ``budget`` group's spellings in today's:
+    ``budget=flops`` -> ``cost_model=analytic``, ``budget=paper`` ->
+    ``cost_model=token_layer`` (sweep lists too), ``+budget=...``,
+    ``budget.<key>=...`` -> ``cost_model.<key>=...``. Returns the new argv and a
+    one-line warning per rewritten override. ``budget.model=...`` has no
+    faithful translation (the old node's search default differed): refused,
+    naming the group to use."""
+    out, notes = [], []
+    for arg in argv:
+        prefix = arg[: len(arg) - len(arg.lstrip("+~"))]
+        key, sep, value = arg[len(prefix):].partition("=")
+        if key == "budget":
+            new = f"{prefix}cost_model{sep}{_OLD_OPTION.sub(lambda m: RENAMED_BUDGET_OPTIONS[m[1]], value)}"
+        elif key.startswith("budget."):
+            if key == "budget.model":
+                raise ConfigError(f"{arg}: the budget model is now the config group cost_model; use "
+                                  f"cost_model=analytic (was flops) or cost_model=token_layer (was paper)")
+            new = f"{prefix}cost_model.{key[len('budget.'):]}{sep}{value}"
+        else:
+            out.append(arg)
+            continue
+        out.append(new)
+        notes.append(f"warning: {arg} is deprecated: use {new}")
+    return out, notes
