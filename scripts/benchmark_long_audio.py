@@ -19,6 +19,13 @@ with reduction, beam-search decode) on one synthetic clip and reports:
   audio tokens entering it), which is what the paper's "token reduce" means;
 - ``kv_bytes`` / ``kv_bytes_full``: analytic KV cache of the LLM after the
   prefill, all beams, at the model's dtype;
+- ``decode_memory_ideal`` / ``decode_fraction_of_ideal``: the decode speed-up
+  a smaller cache allows when a step is bound by memory traffic,
+  ``(W + 3 C_full) / (W + 3 C_reduced)`` (``C`` without beams), and the
+  measured ``speedup_decode`` as a fraction of it
+  (:func:`fastadasp.run.benchmarking.decode_memory_ideal`; ``W`` =
+  ``decode_weight_bytes`` read per step, ``C`` = ``decode_cache_mean_bytes``,
+  the cache of all beams and batch rows averaged over the decode steps);
 - ``peak_mem_bytes``: peak memory the call adds (CUDA:
   ``max_memory_allocated`` minus what was allocated before; CPU: resident set
   size sampled every 2 ms minus the RSS at the start, approximate, see
@@ -55,8 +62,21 @@ import transformers
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from fastadasp.run.benchmarking import ForwardMarks, PeakMemory, clock, device_name, interleaved, markdown_table, spread, write_json
-from fastadasp.engine import Budget
+from fastadasp.run.benchmarking import (
+    ForwardMarks,
+    PeakMemory,
+    clock,
+    decode_cache_growth_bytes,
+    decode_memory_ideal,
+    decode_weight_bytes,
+    device_name,
+    interleaved,
+    markdown_table,
+    spread,
+    write_json,
+)
+from fastadasp.reduction import COST_MODELS, Budget
+from fastadasp.reduction.budget import DEPRECATED_COST_MODEL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -126,8 +146,9 @@ def measure(lm, audio: np.ndarray, prompt: str, method, budget: Budget, new_toke
 
 
 def row_from(runs: list[dict], *, audio_s: float, beam: int, method, flops: float, audio_tokens: int,
-             new_tokens: int, batch: int = 1) -> dict:
-    """Medians (and spread) of one variant's repetitions."""
+             new_tokens: int, batch: int = 1, weight_bytes: int = 0, growth_bytes: float = 0.0) -> dict:
+    """Medians (and spread) of one variant's repetitions; ``weight_bytes`` read per
+    decode step, ``growth_bytes`` appended to the cache per step and sequence."""
     g = runs[-1]["generation"]
     tokens = g.tokens_per_layer
     text = tokens[0] - audio_tokens
@@ -156,6 +177,9 @@ def row_from(runs: list[dict], *, audio_s: float, beam: int, method, flops: floa
         "throughput_tok_s": batch * (new_tokens - 1) / decode_s,
         "kv_bytes": kv,
         "kv_bytes_full": g.extra.get("kv_bytes_full", 0.0) * beam * batch,
+        "decode_weight_bytes": weight_bytes,
+        # the cache decode steps 1..n-1 attend over, on average: the prefill's plus (n / 2) appended tokens
+        "decode_cache_mean_bytes": kv + growth_bytes * beam * batch * new_tokens / 2,
         "peak_mem_bytes": statistics.median(per_run["peak_mem_bytes"]),
         "repeats": len(runs),
         "spread": {k: spread(v) for k, v in per_run.items()},
@@ -177,12 +201,17 @@ def add_ratios(rows: list[dict]) -> None:
         r["speedup_prefill"] = ref["prefill_s"] / r["prefill_s"]
         r["speedup_decode"] = ref["decode_s"] / r["decode_s"]
         r["speedup_rtf"] = ref["rtf"] / r["rtf"]
+        r["decode_memory_ideal"] = decode_memory_ideal(r["decode_weight_bytes"], ref["decode_cache_mean_bytes"],
+                                                       r["decode_cache_mean_bytes"], r["beam"])
+        r["decode_fraction_of_ideal"] = r["speedup_decode"] / r["decode_memory_ideal"]
 
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     lm = load_model(args)
     prompt = task_prompt(lm, args.task)
+    weight_bytes = decode_weight_bytes(lm.language_model, lm.model.get_output_embeddings())
+    growth_bytes = decode_cache_growth_bytes(lm.stack_spec, 1, lm.model.dtype.itemsize)
     variants = [("none", 0.0)] + [(m, f) for m in args.methods if m != "none" for f in args.flops]
     methods = {name: load_method(name) for name, _ in variants}
     gen_config = lm.model.generation_config
@@ -195,7 +224,7 @@ def run(args) -> dict:
             for beam in args.beams:
                 lm.num_beams = beam
                 for name, flops in variants:
-                    measure(lm, short, prompt, methods[name], Budget(flops, model=args.budget_model),
+                    measure(lm, short, prompt, methods[name], COST_MODELS[args.budget_model](flops),
                             args.new_tokens, args.device)
         for audio_s in args.audio_s:
             audio = synthetic_audio(audio_s, args.seed)
@@ -206,7 +235,7 @@ def run(args) -> dict:
                     lm.num_beams = beam
                     calls = {
                         f"{name}@{flops}": (lambda m=methods[name], f=flops: measure(
-                            lm, audio, prompt, m, Budget(f, model=args.budget_model), args.new_tokens, args.device,
+                            lm, audio, prompt, m, COST_MODELS[args.budget_model](f), args.new_tokens, args.device,
                             batch))
                         for name, flops in variants
                     }
@@ -214,7 +243,7 @@ def run(args) -> dict:
                     for name, flops in variants:
                         rows.append(row_from(runs[f"{name}@{flops}"], audio_s=audio_s, beam=beam, method=methods[name],
                                              flops=flops, audio_tokens=audio_tokens, new_tokens=args.new_tokens,
-                                             batch=batch))
+                                             batch=batch, weight_bytes=weight_bytes, growth_bytes=growth_bytes))
                         print(f"audio {audio_s:g} s, batch {batch}, beam {beam}, {name} @ {flops}: prefill "
                               f"{rows[-1]['prefill_s']:.3f} s, decode {rows[-1]['decode_s']:.3f} s", flush=True)
     finally:
@@ -243,6 +272,7 @@ COLUMNS = {
     "batch": "batch", "beam": "beam", "audio_s": "audio s", "method": "method", "flops_target": "FLOPs target",
     "token_reduction": "token red.", "flops_realized": "FLOPs red.", "rtf": "RTF", "prefill_s": "prefill s",
     "decode_s": "decode s", "throughput_tok_s": "tok/s", "speedup_decode": "decode speed-up",
+    "decode_memory_ideal": "memory ideal", "decode_fraction_of_ideal": "of ideal",
     "kv_mib": "KV MiB", "peak_mib": "peak MiB", "decode_spread": "decode min-max s",
 }
 
@@ -274,8 +304,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=["fastadasp_dense"],
                    help="configs/method names, timed against full tokens (default: %(default)s)")
     p.add_argument("--flops", type=float, nargs="+", default=[0.5], help="budgets (default: %(default)s)")
-    p.add_argument("--budget-model", choices=("flops", "paper"), default="flops",
-                   help="flops: analytic FLOPs target; paper: the authors' token-layer model (default: %(default)s)")
+    p.add_argument("--budget-model", choices=(*COST_MODELS, *DEPRECATED_COST_MODEL_NAMES), default="analytic",
+                   help="analytic: analytic FLOPs target; token_layer: the authors' token-layer model "
+                   "(flops, paper: their earlier names) (default: %(default)s)")
     p.add_argument("--new-tokens", type=int, default=24, help="tokens generated per call (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=0, help="untimed repetitions per (audio, beam) cell (default: %(default)s)")
@@ -287,6 +318,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None,
                    help="output (default: results/benchmarks/long_audio_<device>.json)")
     args = p.parse_args(argv)
+    args.budget_model = DEPRECATED_COST_MODEL_NAMES.get(args.budget_model, args.budget_model)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.new_tokens < 2:
         p.error("--new-tokens must be at least 2 (one prefill token and one decode step)")

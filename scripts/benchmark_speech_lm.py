@@ -31,7 +31,10 @@ medians with min-max; ratios from numbers of this run.
    max_new_tokens)`` per ``--decode-audio-tokens`` length, after one short
    warm-up generate per variant; a forward hook marks the end of
    the prefill forward (``beams x T`` tokens); decode time = end of the last
-   forward - end of the prefill forward, over ``new_tokens - 1`` steps.
+   forward - end of the prefill forward, over ``new_tokens - 1`` steps. The
+   speed-up is also given as a fraction of its memory-traffic ideal
+   ``(W + 3 C_full) / (W + 3 C_reduced)`` (weights read per step, KV cache of
+   all beams; :func:`fastadasp.run.benchmarking.decode_memory_ideal`).
 4. samples/s with reduction on: eight batch-1 greedy ``generate`` calls vs
    one call on the batch of the same eight prompts.
 5. KV cache: analytic (``reducer.costs``, at the model's dtype) and
@@ -41,8 +44,11 @@ Timed prefill passes run without the machinery clock (its readings
 synchronise a GPU at every layer); ``--profile-repeats`` separate profiled
 passes measure the machinery's share. ``--op-profile`` adds one
 ``torch.profiler`` pass per variant: how long the device was busy, the
-host-device synchronisations and the top host ops. Every printed number is
-labelled with the device it was measured on.
+host-device synchronisations and the top host ops. ``--op-count`` counts the
+aten operators a reducing layer dispatches beyond the stock layer's, as a GPU
+runs the engine (:mod:`fastadasp.run.op_count`), weighted and unweighted, batch
+1 and a left-padded batch of 2. Every printed number is labelled with the
+device it was measured on.
 """
 
 from __future__ import annotations
@@ -62,6 +68,10 @@ from fastadasp.run.benchmarking import (
     PeakMemory,
     cache_bytes,
     clock,
+    compiled_forward,
+    decode_cache_growth_bytes,
+    decode_memory_ideal,
+    decode_weight_bytes,
     device_name,
     interleaved,
     llm_prompts,
@@ -73,6 +83,7 @@ from fastadasp.run.benchmarking import (
     write_json,
 )
 from fastadasp.engine import attention
+from fastadasp.run.op_count import OP_COUNT_COLUMNS, count_llm_prefill, op_count_rows, padded_llm_prompt
 from fastadasp.models.speech_lm import decoder_stack_spec
 from fastadasp.reduction import FastAdaSPDense, FastAdaSPSparse, kv_cache_bytes
 
@@ -88,13 +99,15 @@ VARIANTS = {
 
 # -- 1, 2, 5: prefill ---------------------------------------------------------------------
 @torch.inference_mode()
-def prefill_once(model, spec, method, flops, embeds, mask, segments, profile: bool = True) -> dict:
-    reducer = None if method is None else llm_reducer(model, spec, method, flops, profile=profile)
+def prefill_once(model, spec, method, flops, embeds, mask, segments, profile: bool = True, mass_kernel: str = "torch",
+                 forward=None) -> dict:
+    """One timed prefill; ``forward`` (default: the model) is what runs it, e.g. the compiled forward."""
+    reducer = None if method is None else llm_reducer(model, spec, method, flops, profile=profile, mass_kernel=mass_kernel)
     device, width = embeds.device, model.dtype.itemsize
     with PeakMemory(device) if device.type == "cuda" else nullcontext() as peak:  # CPU sampling would perturb timing
         t0 = clock(device)
         with maybe_reducing(reducer, segments, mask) as state:
-            out = model(inputs_embeds=embeds, attention_mask=mask, use_cache=True, logits_to_keep=1)
+            out = (forward or model)(inputs_embeds=embeds, attention_mask=mask, use_cache=True, logits_to_keep=1)
             elapsed = clock(device) - t0
     kv_measured, lengths = cache_bytes(out.cache)
     t = embeds.shape[1]
@@ -109,11 +122,13 @@ def prefill_once(model, spec, method, flops, embeds, mask, segments, profile: bo
 
 
 def bench_prefill(model, spec, flops, prompt, warm_prompt, repeats, max_repeats, stable, variants=VARIANTS,
-                  profile_repeats: int = 3) -> list[dict]:
+                  profile_repeats: int = 3, options: dict | None = None) -> list[dict]:
+    """``options``: per variant name, extra :func:`prefill_once` settings (``mass_kernel``, ``forward``)."""
+    options = options or {}
     for name, method in variants.items():  # warm every code path on a short prompt
-        prefill_once(model, spec, method, flops, *warm_prompt)
+        prefill_once(model, spec, method, flops, *warm_prompt, **options.get(name, {}))
     # timed passes without the machinery clock (its readings synchronise a GPU at every layer) ...
-    calls = {name: (lambda m=method: prefill_once(model, spec, m, flops, *prompt, profile=False))
+    calls = {name: (lambda m=method, o=options.get(name, {}): prefill_once(model, spec, m, flops, *prompt, profile=False, **o))
              for name, method in variants.items()}
     runs = interleaved(calls, repeats, 0)
 
@@ -129,7 +144,8 @@ def bench_prefill(model, spec, flops, prompt, warm_prompt, repeats, max_repeats,
             break
         before = now
     # ... and separate profiled passes for the machinery's share
-    profiled = interleaved({name: (lambda m=method: prefill_once(model, spec, m, flops, *prompt, profile=True))
+    profiled = interleaved({name: (lambda m=method, o=options.get(name, {}): prefill_once(model, spec, m, flops, *prompt,
+                                                                                         profile=True, **o))
                             for name, method in variants.items() if method is not None}, profile_repeats, 0)
     full = [r["s"] for r in runs["full"]]
     rows = []
@@ -156,7 +172,7 @@ def bench_prefill(model, spec, flops, prompt, warm_prompt, repeats, max_repeats,
 
 
 # -- where the prefill's time goes ---------------------------------------------------------
-def op_profile(model, spec, flops, prompt, variants) -> dict:
+def op_profile(model, spec, flops, prompt, variants, options: dict | None = None) -> dict:
     """One prefill per variant under ``torch.profiler``: wall time, the time
     the device spent in kernels (a host-bound forward leaves the device idle:
     busy share < 1), the host-device synchronisations, and the ops by host time."""
@@ -168,7 +184,7 @@ def op_profile(model, spec, flops, prompt, variants) -> dict:
     for name, method in variants.items():
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:
-            wall = prefill_once(model, spec, method, flops, *prompt, profile=False)["s"]
+            wall = prefill_once(model, spec, method, flops, *prompt, profile=False, **(options or {}).get(name, {}))["s"]
         events = prof.key_averages()
         # the device time attributed to host ops (the kernel rows repeat it: summing both counts it twice)
         kernel_s = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CPU) / 1e6 if cuda else None
@@ -179,6 +195,22 @@ def op_profile(model, spec, flops, prompt, variants) -> dict:
                      "host_syncs": syncs, "copies": copies, "host_ops": sum(e.count for e in events if e.key.startswith("aten::")),
                      "top_host_ops": events.table(sort_by="self_cpu_time_total", row_limit=12)}
     return out
+
+
+# -- how many operators a reducing layer dispatches -------------------------------------------
+def op_counts(model, spec, flops, audio, text, seed) -> list[dict]:
+    """FastAdaSP dense weighted and unweighted, batch 1 and a left-padded batch of 2
+    (its second row a fifth shorter), counted as a GPU runs them
+    (:mod:`fastadasp.run.op_count`); the mass as the torch path computes it."""
+    unweighted = "FastAdaSP dense constant, unweighted (merge_ave)"
+    methods = {WEIGHTED: VARIANTS[WEIGHTED], unweighted: VARIANTS[unweighted]}
+    prompts = {False: llm_prompts(model, 1, audio, text, seed),
+               True: padded_llm_prompt(model, audio, text, seed, pad=min(text, 20) + audio // 5)}
+
+    def count(method, padded):
+        return count_llm_prefill(model, llm_reducer(model, spec, method, flops, profile=False), *prompts[padded])
+
+    return op_count_rows(count, methods)
 
 
 # -- 3: beam-search decode ----------------------------------------------------------------
@@ -212,8 +244,21 @@ def bench_decode(model, spec, flops, prompt, new_tokens, beams, repeats, weighte
                       "prefill_s": spread([x["prefill_s"] for x in r]), "prefill_shape": r[0]["prefill_shape"],
                       "kv_end_measured_bytes": r[-1]["kv_end_measured"]}
     paired = [f["decode_s"] / x["decode_s"] for f, x in zip(runs["full"], runs[reduced])]
-    return {"rows": rows, "reduced": reduced, "speedup": rows["full"]["decode_s"]["median"] / rows[reduced]["decode_s"]["median"],
-            "speedup_per_repeat": paired}
+    speedup = rows["full"]["decode_s"]["median"] / rows[reduced]["decode_s"]["median"]
+    return {"rows": rows, "reduced": reduced, "speedup": speedup, "speedup_per_repeat": paired,
+            **decode_ideal(model, spec, beams, rows["full"], rows[reduced], speedup)}
+
+
+def decode_ideal(model, spec, beams: int, full: dict, reduced: dict, speedup: float) -> dict:
+    """The speed-up beside its memory-traffic ideal (:func:`~fastadasp.run.benchmarking.decode_memory_ideal`):
+    weights read per step, and each variant's cache averaged over the decode (the measured cache at the
+    end, less half of what the decode steps appended)."""
+    weights = decode_weight_bytes(model.model, model.lm_head)
+    growth = decode_cache_growth_bytes(spec, beams, model.dtype.itemsize)
+    steps = full["steps"]
+    cache = {name: r["kv_end_measured_bytes"] - growth * (steps - 1) / 2 for name, r in (("full", full), ("reduced", reduced))}
+    ideal = decode_memory_ideal(weights, cache["full"], cache["reduced"], beams)
+    return {"weight_bytes": weights, "cache_mean_bytes": cache, "memory_ideal": ideal, "fraction_of_ideal": speedup / ideal}
 
 
 # -- 4: batching --------------------------------------------------------------------------
@@ -286,9 +331,18 @@ def main(argv: list[str] | None = None) -> int:
                    "'0 1' for long prompts (default: all)")
     p.add_argument("--op-profile", action="store_true",
                    help="also profile one prefill per variant (first length): device busy share, syncs, top host ops")
+    p.add_argument("--op-count", action="store_true",
+                   help="count the aten operators one reduced prefill dispatches (first length), on a GPU's path "
+                   "(no size read, the GPU's mass chunking) whatever the device: the engine's per reducing layer beyond "
+                   "the stock layer's, by category, weighted and unweighted, batch 1 and a left-padded batch of 2")
     p.add_argument("--sizes", choices=("engine", "read", "bounded"), default="engine",
                    help="per-layer sizes of the deferred mass: the engine's policy (read on CPU, host bounds elsewhere), "
                         "always read from the device, or always bounded on the host (default: %(default)s)")
+    p.add_argument("--mass-kernel", nargs="+", choices=("torch", "triton"), default=["torch"],
+                   help="deferred-mass kernels of the weighted prefill; triton adds a variant with the fused kernel "
+                   "(engine/mass_kernel.py) (default: %(default)s)")
+    p.add_argument("--compile", action="store_true",
+                   help="add full and weighted prefill variants through model.compile=true's compiled forward")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
@@ -315,12 +369,32 @@ def main(argv: list[str] | None = None) -> int:
                "spec": vars(spec) if hasattr(spec, "__dict__") else str(spec), "args": {k: str(v) if isinstance(v, Path) else v
                                                                               for k, v in vars(args).items()}, "prefill": {}}
     warm = llm_prompts(model, 1, args.warmup_audio_tokens, args.text_tokens, args.seed + 2)
+    chosen = {name: m for i, (name, m) in enumerate(VARIANTS.items()) if i in set(args.prefill_variants) | {0, 1}}
+    options: dict[str, dict] = {}
+    if "triton" in args.mass_kernel:
+        chosen[f"{WEIGHTED}, triton mass"] = VARIANTS[WEIGHTED]
+        options[f"{WEIGHTED}, triton mass"] = {"mass_kernel": "triton"}
+    if args.compile:
+        forward, why_not = compiled_forward(model)
+        if forward is None:
+            print(why_not)
+            payload["skipped"] = [why_not]
+        else:
+            for name, kernel in [("full", "torch"), (WEIGHTED, "torch")] + [(WEIGHTED, "triton")] * ("triton" in args.mass_kernel):
+                label = f"{name}, compiled" + (", triton mass" if kernel == "triton" else "")
+                chosen[label], options[label] = VARIANTS[name], {"mass_kernel": kernel, "forward": forward}
+    if args.op_count:
+        payload["op_count"] = op_counts(model, spec, args.flops, args.audio_tokens[0], args.text_tokens, args.seed + 1)
+        print(f"\n## Operators per reducing layer ({args.audio_tokens[0]} audio tokens, a GPU's path, counted on {card})\n")
+        print(markdown_table([{k: v for k, v in r.items() if k != "layers"} for r in payload["op_count"]],
+                             OP_COUNT_COLUMNS, ".3g"))
     for audio in [] if "prefill" in args.skip else args.audio_tokens:
         prompt = llm_prompts(model, 1, audio, args.text_tokens, args.seed + 1)
-        chosen = {name: m for i, (name, m) in enumerate(VARIANTS.items()) if i in set(args.prefill_variants) | {0, 1}}
         rows = bench_prefill(model, spec, args.flops, prompt, warm, args.repeats, args.max_repeats, args.stable, chosen,
-                             args.profile_repeats)
+                             args.profile_repeats, options)
         payload["prefill"][audio] = rows
+        if args.json:  # after every length: a run stopped by a time limit keeps what it measured
+            write_json(args.json, payload)
         table = [r | {"range": f"{r['min_ms']:.0f}-{r['max_ms']:.0f}",
                       "paired": f"{r['speedup_paired']['min']:.2f}-{r['speedup_paired']['max']:.2f}x",
                       "machinery": "-" if r["method"] is None else f"{r['machinery_median_ms']:.1f} ({100 * r['machinery_share_of_full']:.2f}%)"}
@@ -340,8 +414,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.op_profile:
         prompt = llm_prompts(model, 1, args.audio_tokens[0], args.text_tokens, args.seed + 1)
-        chosen = {name: m for i, (name, m) in enumerate(VARIANTS.items()) if i in set(args.prefill_variants) | {0, 1}}
-        prof = op_profile(model, spec, args.flops, prompt, chosen)
+        prof = op_profile(model, spec, args.flops, prompt, chosen, options)
         payload["op_profile"] = prof
         print(f"\n## Where the prefill's time goes ({args.audio_tokens[0]} audio tokens, one profiled pass each, {card})\n")
         print(markdown_table([{"variant": k, **v, "copies": str(v["copies"])} for k, v in prof.items()],
@@ -363,7 +436,10 @@ def main(argv: list[str] | None = None) -> int:
                                      "range": "decode min-max s", "steps": "steps", "tok_s": "tokens/s",
                                      "shape": "prefill forward (beams, T)"}, ".3g"))
         print(f"\nDecode speed-up {dec['speedup']:.2f}x (per repeat: "
-              + ", ".join(f"{x:.2f}x" for x in dec["speedup_per_repeat"]) + f") [{card}]")
+              + ", ".join(f"{x:.2f}x" for x in dec["speedup_per_repeat"]) + f"); memory-traffic ideal "
+              f"{dec['memory_ideal']:.2f}x (weights {dec['weight_bytes'] / 2**30:.2f} GiB, cache "
+              f"{dec['cache_mean_bytes']['full'] / 2**30:.2f} -> {dec['cache_mean_bytes']['reduced'] / 2**30:.2f} GiB): "
+              f"{dec['fraction_of_ideal']:.2f} of ideal [{card}]")
     if "batch" not in args.skip:
         bprompt = llm_prompts(model, args.batch_size, args.batch_audio_tokens, args.text_tokens, args.seed + 3)
         bat = bench_batch(model, spec, args.flops, bprompt, args.batch_new_tokens, args.repeats)

@@ -37,6 +37,7 @@ from fastadasp.engine import Budget, TokenReducer, attention_with_received
 from fastadasp.engine.attention import attention_with_lse
 from fastadasp.models.whisper import WHISPER_ENCODER_LAYOUT, WhisperModel
 from fastadasp.reduction import FastAdaSPDense, FastAdaSPSparse
+from fastadasp.run.op_count import OP_COUNT_COLUMNS, count_encoder_layers, op_count_rows
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -121,6 +122,27 @@ def bench_attention(shape: tuple[int, int, int, int], grouped_fraction: float = 
             "max_abs_diff_probe_vs_sdpa": float((out - ref).abs().max()), "max_rel_diff_lse_vs_probe": diff}
 
 
+@torch.inference_mode()
+def op_counts(model: WhisperModel, features: list[torch.Tensor], flops: float) -> list[dict]:
+    """FastAdaSP dense weighted and unweighted on the encoder's layers, as a GPU runs
+    them (:mod:`fastadasp.run.op_count`), from the hidden states of the first
+    utterances' front end (convolutions and positions): batch 1, and a batch of 2
+    whose second row is padding after 1000 tokens."""
+    enc = model.model.model.encoder
+    feats = torch.cat([features[0], features[min(1, len(features) - 1)]])
+    x = torch.nn.functional.gelu(enc.conv2(torch.nn.functional.gelu(enc.conv1(feats)))).permute(0, 2, 1)
+    x = x + enc.embed_positions.weight[: x.shape[1]]
+    valid = torch.arange(x.shape[1])[None] < torch.tensor([[x.shape[1]], [1000]])
+    methods = {name: VARIANTS[name] for name in ("FastAdaSP dense constant, weighted",
+                                                   "FastAdaSP dense constant, unweighted (merge_ave)")}
+
+    def count(method, padded):
+        hidden, rows = (x, valid) if padded else (x[:1], None)
+        return count_encoder_layers(model.blocks, WHISPER_ENCODER_LAYOUT, model.stack_spec, method, flops, hidden, rows)
+
+    return op_count_rows(count, methods)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(REPO / "data" / "demo_asr"), help="demo set folder (default: %(default)s)")
@@ -130,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flops", type=float, default=0.5, help="FLOPs-reduction target (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    parser.add_argument("--op-count", action="store_true",
+                        help="instead of timing: count the aten operators of one reduced encoder forward on a GPU's "
+                        "path (no size read, the GPU's mass chunking), per reducing layer beyond the stock layer's, by "
+                        "category, weighted and unweighted, batch 1 and a padded batch of 2 (the second row 1000 of "
+                        "1500 tokens)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -139,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{device_name()} | torch {torch.__version__} | {model.name} | {len(samples)} utterances (batch 1, padded "
           f"to 30 s = 1500 encoder tokens) | {args.repeats} repeats + {args.warmup} warm-up, interleaved | "
           f"flops {args.flops}\n")
+    if args.op_count:
+        rows = op_counts(model, features, args.flops)
+        print(f"Operators per reducing layer (a GPU's path, counted on {device_name()})\n")
+        print(markdown_table([{k: v for k, v in r.items() if k != "layers"} for r in rows], OP_COUNT_COLUMNS, ".3g"))
+        if args.json:
+            write_json(args.json, {"device": device_name(), "torch": torch.__version__, "model": model.name,
+                                   "flops_target": args.flops, "op_count": rows})
+        return 0
     with torch.inference_mode():
         rows = bench_encoder(model, features, args.flops, args.repeats, args.warmup)
     table = [r | {"paired": f"{r['speedup_paired']['min']:.2f}-{r['speedup_paired']['max']:.2f}x",

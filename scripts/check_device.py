@@ -18,7 +18,15 @@ CPU and on ``--device`` and compares, in float32 with TF32 off:
    float32 mass (what the half-precision path gives up);
 4. on CUDA, kernel times at Qwen-7B's attention shape (32 heads of 128,
    bfloat16): SDPA vs the attention + deferred mass that weighted merges run
-   vs the chunked exact probe.
+   (torch, and the fused Triton kernel where Triton is installed) vs the
+   chunked exact probe.
+
+The device side can take the other paths (the CPU side stays eager, torch
+mass): ``--mass-kernel triton`` computes the deferred mass with the fused
+kernel (engine/mass_kernel.py), ``--compile`` runs the decoder's prefill
+through ``model.compile=true``'s compiled forward (recorded as skipped, with
+the reason, where this checkout lacks it). Every row is written to ``--json``
+as soon as it is known, so a run stopped by a time limit keeps what it found.
 
 A flipped selection (two candidates whose scores differ by less than the
 devices' rounding) shows up as a token-set mismatch and is reported as such.
@@ -40,6 +48,7 @@ import torch
 from fastadasp.run.benchmarking import (
     QWEN_7B,
     cache_bytes,
+    compiled_forward,
     device_name,
     llm_prompts,
     llm_reducer,
@@ -50,6 +59,7 @@ from fastadasp.run.benchmarking import (
 )
 from fastadasp.engine import Budget, TokenReducer
 from fastadasp.engine.attention import attention_with_lse, attention_with_received
+from fastadasp.engine.mass_kernel import triton_unavailable
 from fastadasp.models.speech_lm import decoder_stack_spec
 from fastadasp.models.whisper import WHISPER_ENCODER_LAYOUT, encode_whisper, whisper_stack_spec
 from fastadasp.reduction import ATome, FastAdaSPDense, FastAdaSPSparse, FastV, H2O, RandomEvict, RandomMerge
@@ -86,15 +96,19 @@ def llm_inputs(model, batch: int):
 
 
 @torch.inference_mode()
-def llm_run(model, method_name: str, batch: int, positions: str) -> dict:
+def llm_run(model, method_name: str, batch: int, positions: str, mass_kernel: str = "torch",
+            forward: Callable | None = None) -> dict:
+    """Prefill (through ``forward``, default the model itself), greedy and beam-3 generations."""
     spec = decoder_stack_spec(model.config)
     embeds, mask, segments = llm_inputs(model, batch)
     out: dict = {}
     for key, beams, new in (("prefill", None, 0), ("greedy", 1, 5), ("beam3", 3, 5)):
-        reducer = llm_reducer(model, spec, METHODS[method_name](), 0.3, profile=False, positions=positions)
+        reducer = llm_reducer(model, spec, METHODS[method_name](), 0.3, profile=False, positions=positions,
+                              mass_kernel=mass_kernel)
         with reducer, reducer.forward_state(segments, mask) as state:
             if beams is None:
-                res = model(inputs_embeds=embeds, attention_mask=mask, use_cache=True, output_hidden_states=True)
+                res = (forward or model)(inputs_embeds=embeds, attention_mask=mask, use_cache=True,
+                                         output_hidden_states=True)
                 out["hidden"] = [h.float().cpu() for h in res.hidden_states]
                 out["logits"] = res.logits[:, -1].float().cpu()
                 out["cache_lengths"] = cache_bytes(res.past_key_values)[1]
@@ -135,12 +149,13 @@ def random_whisper(device):
 
 
 @torch.inference_mode()
-def whisper_run(model, method_name: str) -> dict:
+def whisper_run(model, method_name: str, mass_kernel: str = "torch") -> dict:
     g = torch.Generator().manual_seed(5)
     feats = 4 * torch.randn(2, 80, 3000, generator=g)
     feats[1, :, 1800:] = -0.7  # a silent tail
     reducer = TokenReducer(model.model.encoder.layers, WHISPER_ENCODER_LAYOUT, METHODS[method_name](),
-                           whisper_stack_spec(model.config), Budget(0.25))  # random_evict at layer 2 of 4 reaches 0.27
+                           whisper_stack_spec(model.config), Budget(0.25),  # random_evict at layer 2 of 4 reaches 0.27
+                           mass_kernel=mass_kernel)
     with reducer:
         final, valid, realised, tokens = encode_whisper(model, feats.to(model.device), reducer, ["a", "b"])
     return {"final": final.float().cpu(), "valid": valid.cpu(), "tokens": tokens}
@@ -160,10 +175,11 @@ def attention_inputs(device, dtype, heads: int, t: int, hd: int = 128, seed: int
     return q, k, v
 
 
-def half_mass_error(device) -> tuple[bool, str]:
+def half_mass_error(device, mass_kernel: str = "torch") -> tuple[bool, str]:
     q, k, v = attention_inputs(device, torch.bfloat16, 8, 1024)
     scale = q.shape[-1] ** -0.5
     _, deferred = attention_with_lse(q, k, v, None, scale, True)
+    deferred.kernel = mass_kernel
     g = torch.Generator().manual_seed(1)
     columns = torch.randperm(1024, generator=g)[:400].sort().values[None].to(device)
     mass = deferred.at(columns).float().cpu()
@@ -185,11 +201,19 @@ def kernel_times(device, t: int) -> dict:
         _, d = attention_with_lse(q, k, v, None, scale, True)
         return d.at(cols)
 
+    def fused():
+        _, d = attention_with_lse(q, k, v, None, scale, True)
+        d.kernel = "triton"
+        return d.at(cols)
+
     def chunked():
         return attention_with_received(q, k, v, None, scale, True)
 
-    return {"tokens": t, "sdpa_ms": micro_ms(sdpa), "lse_and_deferred_mass_ms": micro_ms(deferred),
-            "chunked_probe_ms": micro_ms(chunked)}
+    row = {"tokens": t, "sdpa_ms": micro_ms(sdpa), "lse_and_deferred_mass_ms": micro_ms(deferred),
+           "chunked_probe_ms": micro_ms(chunked)}
+    if triton_unavailable(device) is None:
+        row["lse_and_triton_mass_ms"] = micro_ms(fused)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--json", default=None)
     p.add_argument("--kernel-tokens", type=int, nargs="*", default=[3000, 12000])
+    p.add_argument("--mass-kernel", choices=("torch", "triton"), default="torch",
+                   help="the device side's deferred mass (the CPU side: torch) (default: %(default)s)")
+    p.add_argument("--compile", action="store_true",
+                   help="the device side's decoder prefill through model.compile=true's compiled forward")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                   help="methods to compare (default: all)")
+    p.add_argument("--skip", nargs="*", default=[], choices=("decoder", "whisper", "half", "kernels"),
+                   help="parts to leave out")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -205,38 +237,65 @@ def main(argv: list[str] | None = None) -> int:
     card = device_name(device)
     print(f"{card} | torch {torch.__version__}")
     rows: list[dict] = []
+    path = f"mass {args.mass_kernel}" + (", compiled" if args.compile else "")
+    payload: dict = {"device": card, "torch": torch.__version__, "path": {"mass_kernel": args.mass_kernel,
+                                                                         "compile": args.compile}, "checks": rows}
 
-    def check(part: str, case: str, run: Callable[[], tuple[bool, str]]) -> None:
+    def save() -> None:  # after every row: a run stopped by a time limit keeps what it found
+        if args.json:
+            write_json(args.json, payload | {"wall_s": time.perf_counter() - started})
+
+    def check(part: str, case: str, run: Callable[[], tuple[bool | None, str]]) -> None:
         try:
             ok, detail = run()
         except Exception:  # a crash on the device is this check's finding: record it, go on
             ok, detail = False, "crashed: " + traceback.format_exc(limit=-3).strip().replace("\n", " | ")
-        rows.append({"part": part, "case": case, "ok": ok, "detail": detail})
-        print(f"{'ok  ' if ok else 'FAIL'} {part} {case}: {detail}", flush=True)
+        rows.append({"part": part, "case": f"{case} [{path}]", "ok": ok, "detail": detail})
+        mark = {True: "ok  ", False: "FAIL", None: "skip"}[ok]
+        print(f"{mark} {part} {case} [{path}]: {detail}", flush=True)
+        save()
 
+    if args.mass_kernel == "triton" and triton_unavailable(device):
+        check("mass kernel", "available", lambda: (None, triton_unavailable(device)))
+        args.skip = [*args.skip, "decoder", "whisper", "half"]
+    forward = None
     cpu_model = random_qwen2_lm(128, 4, seed=0, vocab=512)
     models = {"cpu": cpu_model, device: copy.deepcopy(cpu_model).to(device)}  # the same weights on both
-    for name in METHODS:
+    if args.compile:
+        forward, why_not = compiled_forward(models[device])
+        if forward is None:
+            check("compiled", "available", lambda: (None, why_not))
+            args.skip = [*args.skip, "decoder"]
+        args.skip = [*args.skip, "whisper"]  # the compiled path is the decoder's prefill
+    kernel = {"cpu": "torch", device: args.mass_kernel}
+    run_forward = {"cpu": None, device: forward}
+    for name in args.methods if "decoder" not in args.skip else ():
         for batch in (1, 3):
             for positions in ("keep", "paper") if name in PAPER_POSITIONS else ("keep",):
                 check("decoder", f"{name} batch {batch} {positions}",
-                      lambda: compare_llm(*(llm_run(models[d], name, batch, positions) for d in ("cpu", device))))
-    whispers = {d: random_whisper(d) for d in ("cpu", device)}
-    for name in (m for m in METHODS if m != "h2o"):
-        check("whisper", name, lambda: compare_whisper(*(whisper_run(whispers[d], name) for d in ("cpu", device))))
-    payload: dict = {"device": card, "torch": torch.__version__, "checks": rows}
-    if device.type == "cuda":
-        check("half mass", "bf16 deferred vs float32 exact", lambda: half_mass_error(device))
+                      lambda: compare_llm(*(llm_run(models[d], name, batch, positions, kernel[d], run_forward[d])
+                                            for d in ("cpu", device))))
+    if "whisper" not in args.skip:
+        whispers = {d: random_whisper(d) for d in ("cpu", device)}
+        for name in (m for m in args.methods if m != "h2o"):
+            check("whisper", name, lambda: compare_whisper(*(whisper_run(whispers[d], name, kernel[d])
+                                                             for d in ("cpu", device))))
+    if device.type == "cuda" and "half" not in args.skip:
+        check("half mass", "bf16 deferred vs float32 exact", lambda: half_mass_error(device, args.mass_kernel))
+    if device.type == "cuda" and "kernels" not in args.skip:
         payload["kernels"] = [kernel_times(device, t) for t in args.kernel_tokens]
+        save()
         print(f"\nOne causal attention layer at Qwen-7B's shape (32 heads x 128, bfloat16), ms [{card}]:\n")
         print(markdown_table(payload["kernels"], {"tokens": "tokens", "sdpa_ms": "SDPA",
                                                   "lse_and_deferred_mass_ms": "attention + deferred mass (half the keys)",
+                                                  "lse_and_triton_mass_ms": "attention + fused Triton mass",
                                                   "chunked_probe_ms": "chunked exact probe"}, ".3g"))
-    failed = [r for r in rows if not r["ok"]]
+    failed = [r for r in rows if r["ok"] is False]
+    skipped = [r for r in rows if r["ok"] is None]
     payload["wall_s"] = time.perf_counter() - started
-    print(f"\n{len(rows) - len(failed)}/{len(rows)} checks passed on {card} ({payload['wall_s']:.0f} s)")
-    if args.json:
-        write_json(args.json, payload)
+    print(f"\n{len(rows) - len(failed) - len(skipped)}/{len(rows)} checks passed, {len(skipped)} skipped on {card} "
+          f"({payload['wall_s']:.0f} s)")
+    save()
     return 1 if failed else 0
 
 

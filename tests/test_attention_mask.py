@@ -274,3 +274,28 @@ def test_deferred_weights_give_the_same_speech_lm_prefill():
         (a, ta), (b, tb) = _compare_deferred(red, run)
         assert torch.equal(ta, tb)
         assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("batch,heads,kv_heads", [(1, 4, 4), (2, 4, 2)])
+def test_gpu_policy_mass_equals_the_full_probe_at_any_columns(monkeypatch, causal, batch, heads, kv_heads):
+    """The deferred mass as a GPU computes it (no size read: baddbmm over query
+    sections, columns in any order, repeated, no fillers or some) against the full
+    probe; small chunks force several sections of query rows."""
+    from fastadasp.engine import attention as A
+
+    torch.manual_seed(8)
+    hd, t = 8, 300
+    q, k, v = torch.randn(batch, heads, t, hd), torch.randn(batch, kv_heads, t, hd), torch.randn(batch, kv_heads, t, hd)
+    _, received = attention_with_received(q, k, v, None, 0.3, causal)
+    columns = torch.stack([torch.randperm(t)[:40] for _ in range(batch)])
+    columns = torch.cat([columns, columns[:, :7]], 1)  # repeats, unsorted
+    expected = received.gather(1, columns)
+    with A.device_policy("cuda"):
+        for budget in (A.MASS_CHUNK_BYTES["default"], 4 * 40 * heads * 70):  # one section; several
+            monkeypatch.setitem(A.MASS_CHUNK_BYTES, "default", budget)
+            _, deferred = A.attention_with_lse(q, k, v, None, 0.3, causal)
+            assert torch.allclose(deferred.at(columns, fillers=False), expected, rtol=1e-4, atol=1e-5)
+            padded = torch.cat([columns, torch.full((batch, 3), t)], 1)  # fillers get 0
+            got = deferred.at(padded)
+            assert torch.allclose(got[:, :-3], expected, rtol=1e-4, atol=1e-5) and bool((got[:, -3:] == 0).all())

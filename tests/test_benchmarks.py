@@ -86,16 +86,38 @@ def test_long_audio_rows_are_internally_consistent(long_audio):
         assert r["audio_tokens"] == 750 + 125  # 30 s + 5 s windows at 25 tokens/s
         assert r["kv_bytes_full"] == copies * kv_cache_bytes(spec, [r["prompt_tokens"]] * spec.num_layers, 4)
         assert r["peak_mem_bytes"] >= 0
+        growth = copies * kv_cache_bytes(spec, [1] * spec.num_layers, 4)
+        assert r["decode_cache_mean_bytes"] == pytest.approx(r["kv_bytes"] + growth * r["new_tokens"] / 2)
+        assert r["decode_fraction_of_ideal"] == pytest.approx(r["speedup_decode"] / r["decode_memory_ideal"])
         if r["method"] == "none":
             assert r["flops_realized"] == r["token_reduction"] == 0 and r["kv_bytes"] == r["kv_bytes_full"]
-            assert r["speedup_decode"] == 1
+            assert r["speedup_decode"] == 1 and r["decode_memory_ideal"] == 1
         else:
             assert abs(r["flops_realized"] - r["flops_target"]) <= 0.01
             assert 0 < r["token_reduction"] < 1 and r["kv_bytes"] < r["kv_bytes_full"]
             kept = r["tokens_per_layer"]
             assert r["kv_bytes"] == pytest.approx(copies * kv_cache_bytes(spec, kept[:-1], 4))
+            w, k = r["decode_weight_bytes"], 3 if r["beam"] > 1 else 1  # the beam reorder reads and writes the cache
+            full = next(f for f in payload["rows"] if f["method"] == "none" and (f["beam"], f["batch"]) == (r["beam"], r["batch"]))
+            assert r["decode_memory_ideal"] == pytest.approx(
+                (w + k * full["decode_cache_mean_bytes"]) / (w + k * r["decode_cache_mean_bytes"]))
+            assert 1 < r["decode_memory_ideal"] < full["kv_bytes"] / r["kv_bytes"]
     reduced = [r for r in payload["rows"] if r["method"] != "none"]
     assert len({tuple(r["tokens_per_layer"]) for r in reduced}) == 1  # the same clip: the same plan in every cell
+    assert len({r["decode_weight_bytes"] for r in payload["rows"]}) == 1
+
+
+def test_decode_weight_bytes_skip_the_input_table_unless_tied():
+    from fastadasp.run.benchmarking import decode_memory_ideal, decode_weight_bytes, random_qwen2_lm
+
+    model = random_qwen2_lm(64, 2, vocab=100)
+    every = sum(p.numel() * 4 for p in model.parameters())
+    table = model.model.embed_tokens.weight.numel() * 4
+    assert decode_weight_bytes(model.model, model.lm_head) == every - table
+    model.lm_head.weight = model.model.embed_tokens.weight  # tied: the head reads the whole table every step
+    assert decode_weight_bytes(model.model, model.lm_head) == every - table
+    assert decode_memory_ideal(10.0, 5.0, 2.0, beams=5) == pytest.approx(25 / 16)
+    assert decode_memory_ideal(10.0, 5.0, 2.0, beams=1) == pytest.approx(15 / 12)
 
 
 def test_speech_lm_benchmark_in_half_precision_reports_what_it_measured(tmp_path, monkeypatch):
@@ -122,6 +144,8 @@ def test_speech_lm_benchmark_in_half_precision_reports_what_it_measured(tmp_path
     assert set(payload["decode_by_audio_tokens"]) == {"300", "400"}
     for dec in payload["decode_by_audio_tokens"].values():
         assert all(row["steps"] == 2 for row in dec["rows"].values())
+        assert 1 < dec["memory_ideal"] and dec["fraction_of_ideal"] == pytest.approx(dec["speedup"] / dec["memory_ideal"])
+        assert dec["cache_mean_bytes"]["reduced"] < dec["cache_mean_bytes"]["full"]
     assert payload["batching"]["batch"] == 2
     prof = payload["op_profile"]
     assert prof["full"]["kernel_s"] is None and prof["full"]["host_syncs"] == 0  # no device on a CPU run

@@ -2,8 +2,10 @@
 
 import pytest
 import torch
+from conftest import method_params, skip_unless_applicable
 
 from fastadasp.engine import Budget, TokenReducer, attention_with_received
+from fastadasp.reduction import AnalyticFlopsBudget, TokenLayerBudget
 from fastadasp.engine.attention import PROBE_IMPLEMENTATION
 from fastadasp.models.whisper import WHISPER_ENCODER_LAYOUT, encode_whisper, whisper_stack_spec
 from fastadasp.reduction import (
@@ -11,27 +13,17 @@ from fastadasp.reduction import (
     BudgetError,
     FastAdaSPDense,
     FastAdaSPSparse,
-    FastV,
     NoReduction,
     RandomEvict,
-    RandomMerge,
 )
 
-ALL_METHODS = [
-    FastAdaSPDense("constant"),
-    FastAdaSPDense("decay"),
-    FastAdaSPDense("constant", weighted=False),
-    FastAdaSPSparse(layer=1),
-    ATome(),
-    FastV(layer=1),
-    RandomMerge(layer=1, seed=3),
-    RandomEvict(layer=1, seed=3),
-]
+#: every configs/method/*.yaml (a new method's config joins the matrix), then settings variants
+ALL_METHODS = method_params("paper/fastadasp_dense_decay", ("fastadasp_dense", {"weighted": False}))
 
 
-def reducer(whisper, method, flops, **kw):
+def reducer(whisper, method, flops, budget_type: type[Budget] = AnalyticFlopsBudget, **kw):
     return TokenReducer(whisper.model.encoder.layers, WHISPER_ENCODER_LAYOUT, method,
-                        whisper_stack_spec(whisper.config), Budget(flops, **kw))
+                        whisper_stack_spec(whisper.config), budget_type(flops, **kw))
 
 
 def run(whisper, feats, method, flops, keys=None, **kw):
@@ -58,9 +50,10 @@ def test_method_none_with_a_budget_is_an_error(tiny_whisper, features):
         run(tiny_whisper, features, NoReduction(), 0.3)
 
 
-@pytest.mark.parametrize("method", ALL_METHODS, ids=lambda m: f"{m.name}-{getattr(m, 'schedule', '')}")
+@pytest.mark.parametrize("method", ALL_METHODS)
 @pytest.mark.parametrize("flops", [0.3, 0.5])
 def test_every_method_meets_the_flops_budget(tiny_whisper, features, method, flops):
+    skip_unless_applicable(method, whisper_stack_spec(tiny_whisper.config))
     hidden, valid, realised, tokens = run(tiny_whisper, features, method, flops)
     for r in realised:
         assert abs(r - flops) <= 0.01, (method, realised)
@@ -77,7 +70,7 @@ def test_uncapped_atome_realises_between_r_and_2r(tiny_whisper, features):
 
 
 def test_paper_budget_uses_one_ratio_and_reports_realised(tiny_whisper, features):
-    _, _, realised, tokens = run(tiny_whisper, features, FastAdaSPSparse(layer=1), 0.3, model="paper")
+    _, _, realised, tokens = run(tiny_whisper, features, FastAdaSPSparse(layer=1), 0.3, budget_type=TokenLayerBudget)
     r = 1 - (4 * 0.7 - 2) / 2  # closed form, N=4, L=1
     assert tokens[0][2] == 1500 - int(1500 * r)
     assert realised[0] != pytest.approx(0.3, abs=1e-3)  # analytic FLOPs differ from the token-layer model
@@ -111,11 +104,11 @@ def test_random_methods_are_seeded_and_batch_independent(tiny_whisper, features)
     assert not torch.allclose(a, other)
 
 
-@pytest.mark.parametrize("method", [FastAdaSPDense(), ATome(cap_to_budget=False), FastV(layer=1)],
-                         ids=lambda m: m.name)
+@pytest.mark.parametrize("method", method_params("paper/atome"))
 def test_batched_equals_one_by_one(tiny_whisper, features, method):
     """Samples may keep different token counts (A-ToMe uncapped): padding masks keep
     every sample's output equal to running it alone."""
+    skip_unless_applicable(method, whisper_stack_spec(tiny_whisper.config))
     hidden, valid, realised, tokens = run(tiny_whisper, features, method, 0.4)
     for i in range(features.shape[0]):
         alone, valid_i, realised_i, tokens_i = run(tiny_whisper, features[i : i + 1], method, 0.4, keys=[str(i)])

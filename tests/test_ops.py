@@ -168,3 +168,78 @@ def test_a_wrong_length_plan_stays_in_bounds():
     assert red.apply(torch.arange(5.0).view(1, 5, 1)).squeeze(-1).tolist() == [[0.0, 2.0, 3.0]]
     red_r = evict(drop, align_right=True, lengths=(3, 3))
     assert red_r.dest.min() >= 0 and red_r.dest.max() <= 3
+
+
+# -- the short paths (one span every row shares; one span per row) against the general one ----------
+def _general(scores: torch.Tensor, segments: torch.Tensor, k: torch.Tensor, align_right: bool):
+    """The general path on the same pair scores: top-k per span, chained."""
+    return chain_merge(segment_topk(scores, pair_segments(segments), k), align_right)
+
+
+@pytest.mark.parametrize("start,n,total,remove", [(0, 40, 40, 13), (5, 30, 42, 11), (3, 20, 23, 0), (0, 2, 9, 1)])
+def test_shared_span_chains_equal_the_general_path(start, n, total, remove):
+    """span_chains (host-sized, no device read) against segment_topk + chain_merge: the
+    same groups, first tokens and merged values (weighted and not), ties included."""
+    from fastadasp.reduction.ops import span_chains
+
+    g = torch.Generator().manual_seed(start + n + remove)
+    b, d = 3, 5
+    scores = torch.randint(0, 4, (b, n - 1), generator=g).float()  # many ties: earlier pairs must win
+    full = torch.full((b, total - 1), float("-inf"))
+    full[:, start : start + n - 1] = scores
+    segments = torch.full((b, total), -1)
+    segments[:, start : start + n] = 0
+    ref = _general(full, segments, torch.full((b, 1), remove), align_right=False)
+    fast = span_chains(scores, remove, start, total)
+    assert fast.num_out == ref.num_out == total - remove
+    for name in ("dest", "first", "group_sizes", "out_lengths", "filled"):
+        assert torch.equal(getattr(fast, name), getattr(ref, name)), name
+    x = torch.randn(b, total, d, generator=g)
+    w = torch.rand(b, total, generator=g) + 0.1
+    grouped = ref.group_sizes.gather(1, ref.dest) > 1
+    w = torch.where(grouped, w, torch.ones_like(w))  # singletons weigh 1, as the engine gives them
+    assert torch.allclose(fast.apply(x), ref.apply(x), atol=1e-6)
+    assert torch.allclose(fast.apply(x, w), ref.apply(x, w), atol=1e-6)
+    assert torch.equal(fast.apply(x)[~(ref.group_sizes > 1)], ref.apply(x)[~(ref.group_sizes > 1)])  # singletons exact
+    assert torch.equal(fast.take_first(segments), ref.take_first(segments))
+    assert torch.equal(fast.take_first(x[:1]), ref.take_first(x[:1].expand(b, -1, -1)))  # rows share x
+    pairs = fast.pair_columns()
+    assert pairs.shape == (b, 2 * remove) and bool(grouped.gather(1, pairs).all())  # only grouped tokens
+
+
+@pytest.mark.parametrize("align_right", [False, True])
+def test_one_span_per_row_equals_the_general_path(align_right):
+    """row_chains on a padded batch whose rows hold spans of different lengths at
+    different places (left padding when right-aligned), against the general path."""
+    from fastadasp.engine.state import plan_row_spans
+    from fastadasp.reduction import TokenLayout
+    from fastadasp.reduction.ops import row_chains
+
+    g = torch.Generator().manual_seed(7)
+    b, t, d = 3, 30, 4
+    spans = [(4, 20), (9, 12), (2, 25)] if align_right else [(0, 30), (0, 21), (0, 14)]
+    valid = torch.ones(b, t, dtype=torch.bool)
+    segments = torch.full((b, t), -1)
+    for i, (s, n) in enumerate(spans):
+        segments[i, s : s + n] = 0
+        if align_right:
+            valid[i, : s - 2] = False  # left padding, then two text tokens
+        else:
+            valid[i, n:] = False  # right padding after the span
+    layouts = [TokenLayout(int(valid[i].sum()) - n, (n,)) for i, (_, n) in enumerate(spans)]
+    ratios = torch.tensor([[0.3], [0.45], [0.2]], dtype=torch.float64)
+    rows, layout = plan_row_spans(segments, valid, layouts, ratios, frozenset({0}), align_right)
+    scores = torch.randint(0, 3, (b, t - 1), generator=g).float()
+    k = torch.tensor([[int(n * r)] for (_, n), r in zip(spans, ratios[:, 0].tolist())])
+    ref = _general(scores, segments, k, align_right)
+    fast = row_chains(scores, rows[0])
+    assert (fast.num_out, fast.uniform) == (ref.num_out, ref.uniform)
+    for name in ("dest", "out_lengths", "filled", "group_sizes"):
+        assert torch.equal(getattr(fast, name), getattr(ref, name)), name
+    filled = ref.filled
+    assert torch.equal(fast.first[filled], ref.first[filled])
+    x = torch.randn(b, t, d, generator=g)
+    assert torch.allclose(fast.apply(x), ref.apply(x), atol=1e-6)
+    assert torch.equal(fast.take_first(segments, -1), ref.take_first(segments, -1))
+    assert torch.equal(layout[0][0], ref.take_first(segments, -1))  # the planned span ids and validity
+    assert torch.equal(layout[0][1], ref.take_first(valid, False))

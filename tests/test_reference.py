@@ -28,7 +28,16 @@ from fastadasp.engine import Budget, TokenReducer
 from fastadasp.models.audioflamingo3 import AudioFlamingo3Model
 from fastadasp.models.qwen2_audio import Qwen2AudioModel
 from fastadasp.models.whisper import WHISPER_ENCODER_LAYOUT, encode_whisper, whisper_stack_spec
-from fastadasp.reduction import ATome, FastAdaSPDense, FastAdaSPSparse, FastV, H2O, RandomEvict, RandomMerge
+from fastadasp.reduction import (
+    ATome,
+    FastAdaSPDense,
+    FastAdaSPSparse,
+    FastV,
+    H2O,
+    RandomEvict,
+    RandomMerge,
+    TokenLayerBudget,
+)
 
 #: float32; relative to the tensor's scale: the tiny models' residual streams reach |x| ~ 40,
 #: where eager (reference) vs SDPA (engine) rounding alone differs by ~3e-5 after four layers
@@ -233,7 +242,7 @@ def test_speech_lm_matches_reference(lm, case, positions, batch):
 
 
 def test_paper_budget_and_its_single_ratio_match_reference(lm):
-    run = engine_run(lm, AUDIOS, FastAdaSPDense("decay"), Budget(0.4, "paper"), KEYS, "paper")
+    run = engine_run(lm, AUDIOS, FastAdaSPDense("decay"), TokenLayerBudget(0.4), KEYS, "paper")
     assert len({tuple(r) for r in run.ratios.tolist()}) == 1  # one ratio for every sample
     for i, key in enumerate(KEYS):
         compare_sample(lm, run, i, Method("fastadasp_dense"), key, "paper")
@@ -291,7 +300,7 @@ def test_span_modes_cover_the_audio_tokens_or_also_the_begin_tag(qwen):
 #: one merge at layer 1 with r = 0.99: k = floor(0.99 n) = n - 1 pairs, every pair of the span.
 #: In the tiny random model the tag's key is the least similar to its neighbour, so only a
 #: ratio that merges every pair shows that the tag *can* join the audio
-ALL_PAIRS = Budget(0.495, "paper")
+ALL_PAIRS = TokenLayerBudget(0.495)
 
 
 def test_span_paper_lets_the_begin_tag_merge_and_matches_reference(qwen):

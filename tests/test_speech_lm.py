@@ -3,37 +3,26 @@
 import numpy as np
 import pytest
 import torch
+from conftest import method_params, skip_unless_applicable
 
 from fastadasp.engine import Budget
 from fastadasp.models.audioflamingo3 import AudioFlamingo3Model
 from fastadasp.models.qwen2_audio import Qwen2AudioModel
 from fastadasp.models.speech_lm import spans_from_mask, split_runs
 from fastadasp.reduction import (
-    ATome,
     BudgetError,
     FastAdaSPDense,
-    FastAdaSPSparse,
     FastV,
-    H2O,
     NoReduction,
     RandomEvict,
-    RandomMerge,
 )
 
 PROMPTS = {
     "qwen2_audio": "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe the audio into English text.",
     "audioflamingo3": "<|im_start|>user\n<sound>Transcribe the audio.<|im_end|>\n<|im_start|>assistant\n",
 }
-METHODS = [
-    FastAdaSPDense("constant"),
-    FastAdaSPDense("decay"),
-    FastAdaSPSparse(layer=1),
-    ATome(),
-    FastV(layer=1),
-    RandomMerge(layer=1, seed=1),
-    RandomEvict(layer=1, seed=1),
-    H2O(),
-]
+#: every configs/method/*.yaml (a new method's config joins the matrix), then the decay schedule
+METHODS = method_params("paper/fastadasp_dense_decay", seed=1)
 SR = 16000
 
 
@@ -77,10 +66,11 @@ def test_no_reduction_is_the_stock_model_and_the_model_is_restored(lm):
     assert torch.equal(prefill_logits(lm, AUDIOS), stock)
 
 
-@pytest.mark.parametrize("method", METHODS, ids=lambda m: f"{m.name}-{m.schedule}")
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("beams", [1, 5])
 def test_every_method_generates_within_budget(lm, method, batch, beams):
+    skip_unless_applicable(method, lm.stack_spec)
     lm.num_beams = beams
     try:
         out = lm.generate(AUDIOS[:batch], lm.prompt, method, Budget(0.3), 5, [f"s{i}" for i in range(batch)])
@@ -97,9 +87,9 @@ def test_every_method_generates_within_budget(lm, method, batch, beams):
             assert g.flops_realized == 0.0  # H2O leaves prefill unchanged
 
 
-@pytest.mark.parametrize("method", [FastAdaSPDense(), ATome(cap_to_budget=False), FastV(layer=1),
-                                    RandomMerge(layer=1, seed=3), H2O()], ids=lambda m: m.name)
+@pytest.mark.parametrize("method", method_params("paper/atome"))
 def test_batched_equals_one_by_one(lm, method):
+    skip_unless_applicable(method, lm.stack_spec)
     keys = ["a", "b", "c"]
     batched = prefill_logits(lm, AUDIOS, method, 0.4, keys)
     for i, key in enumerate(keys):

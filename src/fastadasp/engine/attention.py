@@ -14,12 +14,16 @@ decode steps) it calls the model's own implementation unchanged.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 from transformers import AttentionInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .mass_kernel import received_mass as fused_received_mass
 
 __all__ = [
     "AttentionProbe",
@@ -30,6 +34,7 @@ __all__ = [
     "PROBE_IMPLEMENTATION",
     "READ_SIZES_ON",
     "reads_sizes",
+    "device_policy",
 ]
 
 PROBE_IMPLEMENTATION = "fastadasp"
@@ -58,10 +63,34 @@ _LOG2E = 1.4426950408889634
 READ_SIZES_ON = ("cpu",)
 
 
+#: the device type whose chunk sizes the attention and the mass use; None: the tensors' own.
+#: :func:`device_policy` sets it, so that the CPU runs (and an op count sees) a GPU's chunking
+CHUNKS_AS: str | None = None
+
+
 def reads_sizes(device: torch.device) -> bool:
     """Whether per-layer code may read data-dependent sizes from ``device``
-    (looked up at call time: a benchmark may switch the policy)."""
-    return device.type in READ_SIZES_ON
+    (looked up at call time: a benchmark may switch the policy). Never while
+    ``torch.compile`` traces: a read would end the graph."""
+    return device.type in READ_SIZES_ON and not torch.compiler.is_compiling()
+
+
+def _chunk_policy(device: torch.device) -> str:
+    kind = CHUNKS_AS or device.type
+    return kind if kind in CHUNK_BYTES else "default"
+
+
+@contextmanager
+def device_policy(device_type: str) -> Iterator[None]:
+    """Run the engine as it runs on ``device_type`` (sizes read or bounded, chunk
+    sizes), whatever the tensors' device: an op count on the CPU of a GPU's path."""
+    global READ_SIZES_ON, CHUNKS_AS
+    saved = READ_SIZES_ON, CHUNKS_AS
+    READ_SIZES_ON, CHUNKS_AS = ((device_type,) if device_type in saved[0] else ()), device_type
+    try:
+        yield
+    finally:
+        READ_SIZES_ON, CHUNKS_AS = saved
 
 
 @dataclass
@@ -75,22 +104,39 @@ class AttentionProbe:
     per_head: bool = False
     defer: bool = False  # the received mass may come later, at chosen keys only
     query_valid: Tensor | None = None  # (B, Tq) bool, padded queries excluded from the sums
-    keys: Tensor | None = None  # (B, Tk, Hkv * hd), post-RoPE
+    key: Tensor | None = None  # (B, Hkv, Tk, hd) post-RoPE, as the attention got it
     received: "Tensor | DeferredReceived | None" = None  # (B, Tk) float32, or what computes it later
+    mass_kernel: str = "torch"  # how a deferred mass is computed: "torch" (DeferredReceived.at) or "triton"
+    #: the attention mask hides only padded keys (and, causal, later ones), as the engine's policies
+    #: build it: the deferred mass of unpadded keys then needs no mask beyond causality
+    padding_mask: bool = False
     _saved_config: object = field(default=None, repr=False)
 
     def arm(
         self, want_keys: bool, want_received: bool, query_valid: Tensor | None, per_head: bool = False,
-        defer: bool = False,
+        defer: bool = False, padding_mask: bool = False,
     ) -> None:
         self.armed, self.want_keys, self.want_received, self.per_head = True, want_keys, want_received, per_head
-        self.defer = defer and not per_head
-        self.query_valid, self.keys, self.received = query_valid, None, None
+        self.defer, self.padding_mask = defer and not per_head, padding_mask
+        self.query_valid, self.key, self.received = query_valid, None, None
+
+    @property
+    def keys(self) -> Tensor | None:
+        """``(B, Tk, Hkv * hd)``: the keys with heads concatenated."""
+        return None if self.key is None else self.key.transpose(1, 2).reshape(self.key.shape[0], self.key.shape[2], -1)
 
     def disarm(self) -> "tuple[Tensor | None, Tensor | DeferredReceived | None]":
+        """``(keys (B, Tk, Hkv * hd), received)``, and the probe is off."""
         keys, received = self.keys, self.received
-        self.armed, self.query_valid, self.keys, self.received = False, None, None, None
+        self.release()
         return keys, received
+
+    def release(self) -> "tuple[Tensor | None, Tensor | DeferredReceived | None]":
+        """``(keys (B, Tk, Hkv, hd), received)``, and the probe is off: keys per
+        head as a view (no copy), which is how the engine takes them."""
+        key, received = self.key, self.received
+        self.armed, self.query_valid, self.key, self.received = False, None, None, None
+        return (None if key is None else key.transpose(1, 2)), received
 
 
 def attention_with_received(
@@ -121,7 +167,7 @@ def attention_with_received(
     v = value.unsqueeze(2)
     out = query.new_empty(b, hkv, g, tq, hd)
     received = torch.zeros(b, hkv, g, tk, dtype=torch.float32, device=query.device)
-    device = query.device.type if query.device.type in CHUNK_BYTES else "default"
+    device = _chunk_policy(query.device)
     low, high = CHUNK_ROWS[device]
     chunk = min(max(low, CHUNK_BYTES[device] // max(1, 4 * b * h * tk)), high)
     offset = tk - tq
@@ -172,10 +218,17 @@ class DeferredReceived:
     mask: Tensor | None  # grouped as by _group_heads, (B, Hkv|1, g|1, T|1, T)
     per_row: bool
     causal: bool
+    kernel: str = "torch"  # "triton": one fused pass (mass_kernel.py), no float32 scores in memory
 
-    def at(self, columns: Tensor) -> Tensor:
-        """Received mass ``(B, m)`` of keys ``columns (B, m)``, ascending per
-        row; entries ``>= T`` are fillers and get 0."""
+    def at(self, columns: Tensor, fillers: bool = True) -> Tensor:
+        """Received mass ``(B, m)`` of keys ``columns (B, m)``; entries ``>= T``
+        are fillers and get 0 (``fillers=False``: the caller has none). Where
+        sizes are read (the CPU, ``READ_SIZES_ON``) columns must ascend per row;
+        elsewhere any order, repeats included."""
+        if self.kernel == "triton":
+            return fused_received_mass(self.query, self.key, self.lse, columns, self.scale, self.causal, self.mask)
+        if not reads_sizes(self.query.device) and self.mask is None and self.query.dtype == torch.float32:
+            return self._unmasked_at(columns, fillers)
         b, h, t, hd = self.query.shape
         hkv = self.key.shape[1]
         g = h // hkv
@@ -206,7 +259,7 @@ class DeferredReceived:
         kc = _take_keys(self.key, cols).to(q.dtype)  # (B, Hkv, m, hd)
         kt = torch.cat([kc, kc.new_ones(b, hkv, m, extra)], -1).view(b * hkv, m, hd + extra)
         kt = kt.transpose(1, 2).contiguous()  # (B*Hkv, hd+e, m): ~5% faster CPU matmuls than the transposed view
-        device = q.device.type if q.device.type in CHUNK_BYTES else "default"
+        device = _chunk_policy(q.device)
         low, high = CHUNK_ROWS[device]
         chunk = min(max(low, MASS_CHUNK_BYTES[device] // max(1, 4 * b * h * m)), high)
         received = torch.zeros(b, m, dtype=torch.float32, device=q.device)
@@ -230,6 +283,47 @@ class DeferredReceived:
                 if z > a:
                     received[:, a:z] += self._mass(rows, kt[..., a:z], cols[:, a:z], s, e, diagonal)
         return received.masked_fill(columns >= t, 0.0)
+
+    def _unmasked_at(self, columns: Tensor, fillers: bool) -> Tensor:
+        """:meth:`at` in few launches, for float32 and no mask beyond causality (a GPU's
+        path: no size read). ``baddbmm`` gives ``log2 p = alpha q.k - log2(e) lse``
+        for a chunk of query rows at once (the log-sum-exp comes in as the added
+        input, broadcast over the columns), then mask, ``exp2`` and one sum."""
+        b, h, t, hd = self.query.shape
+        hkv, m = self.key.shape[1], columns.shape[1]
+        g = h // hkv
+        cols = columns.clamp_max(t - 1) if fillers else columns
+        q = self.query.reshape(b * hkv, g * t, hd)  # rows of a group's heads, query by query
+        nl = self.lse.reshape(b * hkv, g * t, 1)
+        if b == 1:
+            row = cols.view(m)
+            kt = self.key[0].index_select(1, row).transpose(1, 2)  # (Hkv, hd, m)
+        else:
+            kt = self.key.gather(2, cols.view(b, 1, m, 1).expand(b, hkv, m, hd)).view(b * hkv, m, hd).transpose(1, 2)
+        # query rows in a few equal sections, each within the chunk budget: a count, not a
+        # loop over a range of the length, so a compiled forward keeps the length symbolic
+        low, _ = CHUNK_ROWS[_chunk_policy(q.device)]
+        budget = MASS_CHUNK_BYTES[_chunk_policy(q.device)]
+        sections = max(1, min(g * t // low, -(-(4 * b * hkv * m * g * t) // budget)))
+        q_pos = None
+        if self.causal:  # each row's query position
+            q_pos = torch.arange(g * t, device=q.device)
+            q_pos = (q_pos.remainder_(t) if g > 1 else q_pos)[:, None]
+        if sections > 1:
+            parts = zip(q.tensor_split(sections, 1), nl.tensor_split(sections, 1),
+                        q_pos.tensor_split(sections, 0) if self.causal else [None] * sections)
+        else:
+            parts = ((q, nl, q_pos),)
+        received = None
+        for q_part, nl_part, pos_part in parts:
+            logp = torch.baddbmm(nl_part, q_part, kt, beta=-_LOG2E, alpha=self.scale * _LOG2E)  # (B*Hkv, c, m)
+            if self.causal and b == 1:  # key after query: no mass (rows: a group's g heads, query by query)
+                logp = logp.masked_fill_(row > pos_part, float("-inf"))
+            elif self.causal:
+                logp = logp.view(b, hkv, -1, m).masked_fill_((cols[:, None, :] > pos_part)[:, None], float("-inf"))
+            part = logp.exp2_().view(b, -1, m).sum(1)
+            received = part if received is None else received.add_(part)
+        return received.masked_fill_(columns >= t, 0.0) if fillers else received
 
     def _mass(self, rows: Tensor, kt: Tensor, cols: Tensor, s: int, e: int, diagonal: bool) -> Tensor:
         """Mass that queries ``s..e-1`` (``rows (B*Hkv, c*g, hd+e)``) give keys
@@ -274,10 +368,13 @@ def attention_with_lse(
     scaling: float,
     is_causal: bool,
     query_valid: Tensor | None = None,
+    mass_mask: bool = True,
 ) -> tuple[Tensor, DeferredReceived]:
     """Exact attention through a fused kernel (the one SDPA runs) that also
     returns the log-sum-exp; received mass deferred. Same arguments and
-    output layout as :func:`attention_with_received`."""
+    output layout as :func:`attention_with_received`. ``mass_mask=False``:
+    the mask hides only padded keys (and, causal, later ones), so the mass of
+    unpadded keys is computed without it."""
     b, h, tq, hd = query.shape
     hkv = key.shape[1]
     k, v = (key, value) if hkv == h else (key.repeat_interleave(h // hkv, 1), value.repeat_interleave(h // hkv, 1))
@@ -285,15 +382,16 @@ def attention_with_lse(
     if kernel_mask is not None and kernel_mask.dtype == torch.bool:
         kernel_mask = torch.zeros(kernel_mask.shape, dtype=query.dtype, device=query.device).masked_fill_(
             ~kernel_mask, float("-inf"))
-    elif kernel_mask is not None:
+    elif kernel_mask is not None and kernel_mask.dtype != query.dtype:
         kernel_mask = kernel_mask.to(query.dtype)
     out, lse = _fused_attention_with_lse(query, k, v, kernel_mask, is_causal and kernel_mask is None, scaling)
     if attention_mask is not None:
         out = out.nan_to_num_(0.0)
-    lse = lse.float()
+    lse = lse if lse.dtype == torch.float32 else lse.float()
     if query_valid is not None:
         lse = lse.masked_fill(~query_valid[:, None, :], float("inf"))
-    mask, per_row = _group_heads(attention_mask, hkv, h // hkv) if attention_mask is not None else (None, False)
+    grouped = attention_mask is not None and mass_mask
+    mask, per_row = _group_heads(attention_mask, hkv, h // hkv) if grouped else (None, False)
     deferred = DeferredReceived(query, scaling, key, lse, mask, per_row, is_causal)
     return out.transpose(1, 2).contiguous(), deferred
 
@@ -361,7 +459,7 @@ def probed_attention(
             raise RuntimeError(f"attention implementation {probe.inner!r} is not available")
         return inner(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     if probe.want_keys:
-        probe.keys = key.transpose(1, 2).reshape(key.shape[0], key.shape[2], -1)
+        probe.key = key
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
     if not probe.want_received:
         inner = ALL_ATTENTION_FUNCTIONS.get_interface(probe.inner, None)
@@ -375,7 +473,9 @@ def probed_attention(
     is_causal = bool(is_causal) and attention_mask is None and query.shape[2] > 1
     causal = is_causal or causal_keys
     if probe.defer and query.device.type in ("cpu", "cuda") and query.shape[2] == key.shape[2]:
-        out, probe.received = attention_with_lse(query, key, value, attention_mask, scale, causal, probe.query_valid)
+        out, probe.received = attention_with_lse(query, key, value, attention_mask, scale, causal, probe.query_valid,
+                                                 mass_mask=not probe.padding_mask)
+        probe.received.kernel = probe.mass_kernel
         return out, None
     out, probe.received = attention_with_received(
         query, key, value, attention_mask, scale, is_causal, probe.query_valid, probe.per_head, causal_keys

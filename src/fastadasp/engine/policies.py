@@ -69,28 +69,48 @@ class CausalPolicy:
 
     # -- prefill --------------------------------------------------------------
     def prefill(self, state: ReductionState, kwargs: dict, layer: int, hidden: Tensor) -> dict:
-        if state.positions is None:  # first layer: take the model's own positions
+        if state.positions is None:  # first layer: take the model's own positions and rotary embeddings
             pos = kwargs.get("position_ids")
             b, t = state.valid.shape
             pos = (state.valid.long().cumsum(1) - 1).clamp_min(0) if pos is None else pos.expand(b, t)
-            state.positions = pos.to(state.valid.device)
+            state.positions = pos if pos.device == state.valid.device else pos.to(state.valid.device)
+            if self.positions == "paper":
+                state.last_position = state.positions.masked_fill(~state.valid, -1).max(dim=1).values
+            state.extra["rotary"], state.extra["rotary_version"] = kwargs.get("position_embeddings"), 0
         if not state.reduced:
             return kwargs
         if state.extra.get("layer_args_version") != len(state.reductions):
-            valid = state.valid
-            t = valid.shape[1]
-            causal = torch.ones(t, t, dtype=torch.bool, device=valid.device).tril()
-            allowed = causal[None] & valid[:, None, :]
-            allowed |= torch.eye(t, dtype=torch.bool, device=valid.device)[None]  # padded rows: no NaN
             pos = self._positions(state)
             unpadded = self.fmt == "bool" and not state.padded  # SDPA's own causal kernel is faster
             state.extra["layer_args"] = {
-                "attention_mask": None if unpadded else as_mask(allowed[:, None], self.fmt, hidden.dtype),
-                "position_embeddings": self.rotary(hidden, pos),
+                "attention_mask": None if unpadded else as_mask(self._allowed(state.valid)[:, None], self.fmt,
+                                                                hidden.dtype),
+                "position_embeddings": self._rotary(state, hidden, pos),
                 "position_ids": pos,
             }
             state.extra["layer_args_version"] = len(state.reductions)
         return {**kwargs, **state.extra["layer_args"]}
+
+    @staticmethod
+    def _allowed(valid: Tensor) -> Tensor:
+        """Causal and padding mask ``(B, T, T)``: a token attends to the valid tokens up
+        to itself; a padding row to everything up to itself (never empty: no NaN; and
+        nothing reads a padding row's output)."""
+        return (valid[:, None, :] | ~valid[:, :, None]).tril()
+
+    def _rotary(self, state: ReductionState, hidden: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotary embeddings at ``pos``. Where tokens keep their first token's position
+        (``keep``), they are the earlier ones taken at each group's first token: the
+        same values as computing them again, in two gathers per reduction (padding
+        slots get whatever the gather gives: no query or key there is ever read)."""
+        known, version = state.extra.get("rotary"), state.extra.get("rotary_version", 0)
+        if self.positions != "keep" or known is None:
+            return self.rotary(hidden, pos)
+        cos, sin = known
+        for red in list(state.reductions.values())[version:]:
+            cos, sin = red.take_first(cos, fill=None), red.take_first(sin, fill=None)
+        state.extra["rotary"], state.extra["rotary_version"] = (cos, sin), len(state.reductions)
+        return cos, sin
 
     def _positions(self, state: ReductionState) -> Tensor:
         if self.positions == "keep":

@@ -31,24 +31,25 @@ import torch
 from torch import Tensor, nn
 
 from ..reduction import (
+    AnalyticFlopsBudget,
+    Budget,
     BudgetError,
+    CostReport,
     LayerInputs,
     ReductionMethod,
     StackSpec,
     TokenLayout,
-    decode_step_flops,
     flops_reduction,
-    kv_cache_bytes,
+    realised_costs,
     sample_seed,
-    solve_ratio,
-    solve_ratio_flops,
 )
 from ..reduction.ops import Reduction, segment_lengths
 from .attention import AttentionProbe, DeferredReceived, install_probe, reads_sizes, remove_probe
+from .mass_kernel import check_mass_kernel
 from .policies import BidirectionalPolicy, CausalPolicy
-from .state import ReductionState
+from .state import ReductionState, plan_row_spans, plan_shared_span, planned_tokens, shared_span_layout
 
-__all__ = ["BlockLayout", "Budget", "ReductionState", "TokenReducer", "CostReport"]
+__all__ = ["BlockLayout", "ReductionState", "TokenReducer"]
 
 
 @dataclass(frozen=True)
@@ -66,80 +67,18 @@ class BlockLayout:
     mlp: Callable[[nn.Module, Tensor], Tensor]
 
 
-@dataclass(frozen=True)
-class Budget:
-    """A reduction target and the model that maps it to ratios.
-
-    ``model="flops"``: analytic FLOPs of the stack, solved per sample so the
-    realised reduction meets ``flops`` (for KV-cache methods such as H2O,
-    which leave prefill unchanged: the fraction of KV entries evicted).
-    ``model="paper"``: the authors' token-layer model, one ratio for all
-    samples (``search`` as in :func:`~fastadasp.reduction.solve_ratio`); for
-    H2O the ratio is ``flops`` itself (keep = 1 - reduce).
-    """
-
-    flops: float = 0.0
-    model: str = "flops"
-    search: str = "exact"
-
-    def __post_init__(self) -> None:
-        # BudgetError (a ValueError): a setting no model can take, refused when the budget is built
-        if self.model not in ("flops", "paper"):
-            raise BudgetError(f"unknown budget model {self.model!r} (budget.model); expected 'flops' or 'paper'")
-        if self.search not in ("exact", "grid"):
-            raise BudgetError(f"unknown budget search {self.search!r} (budget.search); expected 'exact' or 'grid'")
-        if isinstance(self.flops, bool) or not isinstance(self.flops, (int, float)) or not 0 <= self.flops < 1:
-            raise BudgetError(f"flops must be a FLOPs-reduction fraction in [0, 1), got {self.flops!r}")
-
-    def base_ratio(self, method: ReductionMethod, spec: StackSpec, layout: TokenLayout) -> float:
-        if self.flops == 0:
-            return 0.0
-        if not method.reducing_layers(spec.num_layers):
-            raise BudgetError(f"method {method.name!r} cannot reduce FLOPs; use flops=0")
-        if method.acts_on == "kv_cache":
-            audio = sum(layout.spans)
-            r = self.flops if self.model == "paper" else self.flops * layout.total / max(audio, 1)
-            if r >= 1:
-                raise BudgetError(
-                    f"{method.name}: evicting {self.flops:.0%} of {layout.total} cache entries needs more than the "
-                    f"{audio} audio entries; the largest feasible reduction is {(audio - 1) / layout.total:.4f}"
-                )
-            return r
-        if self.model == "paper":
-            return solve_ratio(spec.num_layers, method.start_layer, method.schedule, self.flops, self.search)
-        return solve_ratio_flops(spec, layout, method.schedule, method.start_layer, self.flops)
-
-
-@dataclass
-class CostReport:
-    """Realised analytic costs of one sample (see :mod:`fastadasp.reduction.flops`).
-
-    ``kv_bytes`` / ``kv_bytes_full``: the cache after prefill (what the
-    reduction controls); ``kv_reduction_end``: the same at the end of
-    generation, when the generated tokens (never reduced) are cached too.
-    H2O entries are *masked*, not freed: its bytes count what decoding
-    attends, not what the tensors occupy.
-    """
-
-    prefill_flops_reduction: float
-    decode_flops_reduction: float
-    kv_bytes_full: float
-    kv_bytes: float
-    kv_reduction_end: float
-    tokens_per_layer: list[int]
-
-    @property
-    def kv_reduction(self) -> float:
-        return 1.0 - self.kv_bytes / self.kv_bytes_full if self.kv_bytes_full else 0.0
-
-
 def group_weights(received: DeferredReceived, red: Reduction, most_grouped: int | None = None) -> Tensor:
     """Merge weights ``(B, T)``: the received mass of tokens in groups of two
     or more; 1 elsewhere (a singleton's weight cancels: ``w / w == 1``).
     ``most_grouped``: a host-known bound on the grouped tokens of a row
     (then nothing is read from the device; columns past a row's count are
-    fillers whose mass is computed and discarded)."""
-    b, t = red.dest.shape
+    fillers whose mass is computed and discarded, or, where the reduction
+    knows its joined pairs, their tokens are the columns)."""
+    b, t = red.shape
+    pairs = red.pair_columns() if most_grouped is not None else None
+    if pairs is not None:  # both tokens of each joined pair: no fillers, no read
+        mass = received.at(pairs, fillers=False)
+        return torch.ones(b, t, dtype=mass.dtype, device=mass.device).scatter_(1, pairs, mass)
     grouped = red.group_sizes.gather(1, red.dest.clamp_max(red.num_out - 1)) > 1
     grouped &= red.dest < red.num_out
     count = grouped.sum(1)
@@ -162,20 +101,24 @@ class TokenReducer:
         layout: BlockLayout,
         method: ReductionMethod,
         spec: StackSpec,
-        budget: Budget = Budget(),
+        budget: Budget = AnalyticFlopsBudget(),
         policy: BidirectionalPolicy | CausalPolicy | None = None,
         profile: bool = False,
+        mass_kernel: str = "torch",
     ):
         """``profile=True`` accumulates the time spent matching and merging
         (not the attention) in ``machinery_s``, and the deferred received mass
-        (part of the attention's cost) in ``received_s``; it synchronises the device."""
+        (part of the attention's cost) in ``received_s``; it synchronises the device.
+        ``mass_kernel="triton"`` computes the deferred mass in one fused pass (:mod:`.mass_kernel`)."""
         self.blocks, self.layout, self.method, self.spec, self.budget = list(blocks), layout, method, spec, budget
         self.policy = policy or BidirectionalPolicy()
         if self.policy.causal != spec.causal:
             raise ValueError("the stack spec and the mask policy disagree on causality")
         self.seed = getattr(method, "seed", 0)  # random methods draw per sample from it
-        self.reducing = set(method.reducing_layers(spec.num_layers)) if budget.flops > 0 else set()
+        self.reducing = set(method.reducing_layers(spec.num_layers)) if budget.reduces else set()
         self.profile, self.machinery_s, self.received_s = profile, 0.0, 0.0
+        self.mass_kernel = check_mass_kernel(
+            mass_kernel, next(self.blocks[0].parameters()).device if mass_kernel == "triton" else None)
         #: merge weights needed only inside groups: the probe may defer the received mass
         self._defer = bool(method.needs_attention and method.weights_from_attention)
         self.state: ReductionState | None = None
@@ -186,20 +129,23 @@ class TokenReducer:
     def __enter__(self) -> "TokenReducer":
         if self._installed:
             raise RuntimeError("TokenReducer is already installed")
-        if self.budget.flops > 0 and not self.method.reducing_layers(self.spec.num_layers):
+        if self.budget.reduces and not self.method.reducing_layers(self.spec.num_layers):
             raise BudgetError(f"method {self.method.name!r} cannot reduce FLOPs; use flops=0")
         if self.method.acts_on == "kv_cache" and not self.spec.causal:
             raise ValueError(f"{self.method.name} evicts KV-cache entries: it needs a decoder stack with a cache")
         for i, block in enumerate(self.blocks):
             if i in self.reducing:
                 self._probes[i] = install_probe(block.get_submodule(self.layout.attn))
+                self._probes[i].mass_kernel = self.mass_kernel
             block.forward = self._wrap(i, block, block.forward)
+            block._fastadasp_reducer = self  # how a compiled forward finds the active state (engine/compiled.py)
         self._installed = True
         return self
 
     def __exit__(self, *exc) -> None:
         for i, block in enumerate(self.blocks):
             vars(block).pop("forward", None)  # the class forward is back
+            vars(block).pop("_fastadasp_reducer", None)
             if i in self._probes:
                 remove_probe(block.get_submodule(self.layout.attn))
         self._probes.clear()
@@ -238,13 +184,14 @@ class TokenReducer:
         keys = [str(i) for i in range(b)] if sample_keys is None else list(sample_keys)
         if len(keys) != b:
             raise ValueError(f"{len(keys)} sample keys for a batch of {b}")
-        positions = None if self.spec.causal else (valid.long().cumsum(1) - 1).clamp_min(0)
         ratios = self.plan(layouts)  # a host tensor
         active = frozenset(i for i, r in enumerate(ratios.amax(0).tolist()) if r > 0) if b else frozenset()
+        exact = self.method.exact_counts
+        span_plan, row_plan, layout_plan = self._plan_spans(segments, valid, layouts, ratios, active)
         self.state = ReductionState(
             segments=segments,
             valid=valid,
-            positions=positions,
+            positions=None,  # a causal policy takes the model's own at the first layer; an encoder needs none
             ratios=ratios,
             device_ratios=ratios.to(segments.device),  # a host-to-device copy per layer would synchronise a GPU
             seeds=torch.tensor([sample_seed(self.seed, k) for k in keys], dtype=torch.long),
@@ -252,11 +199,17 @@ class TokenReducer:
             padded=not bool(valid.all()),
             num_segments=max(1, spans.shape[1]),
             active_layers=active,
-            planned=self.plan_lengths(layouts, ratios, t, active) if self.method.exact_counts else {},
-            tokens=[valid.sum(1)] * (self.spec.num_layers + 1),
+            planned=self.plan_lengths(layouts, ratios, t, active) if exact else {},
+            span_plan=span_plan,
+            row_plan=row_plan,
+            layout_plan=layout_plan,
+            tokens=planned_tokens(layouts, ratios, segments.device) if exact else [valid.sum(1)] * (self.spec.num_layers + 1),
+            tokens_planned=exact,
         )
         try:
             yield self.state
+            if self.state is not None and self.state.plan_unchecked:  # the prefill ran compiled
+                self._check_plan(self.state)
         finally:
             self.state = None
 
@@ -287,35 +240,17 @@ class TokenReducer:
 
     def costs(self, state: ReductionState, generated: Sequence[int], bytes_per_value: int = 2) -> list[CostReport]:
         """Prefill and decode FLOPs and KV-cache bytes per row, given how many
-        tokens each row generated (the first one comes from the prefill)."""
-        spec, n = self.spec, self.spec.num_layers
-        tokens = torch.stack(state.tokens, dim=1)
-        reports = []
-        for i, g in enumerate(generated):
-            full = int(tokens[i, 0])
-            cache = [float(tokens[i, layer]) for layer in range(n)]
-            for layer, keep in state.kv_keep.items():  # prompt entries each head still attends, on average
-                prompt = state.prompt_valid[layer][i]
-                seen = keep[i, :, : prompt.shape[0]] & prompt[None, :]
-                cache[layer] = float(seen.float().sum(-1).mean())
-            steps = max(g - 1, 0)
-            dec_full = sum(decode_step_flops(spec, [full + s] * n) for s in range(steps))
-            dec = sum(decode_step_flops(spec, [c + s for c in cache]) for s in range(steps))
-            kv_full = kv_cache_bytes(spec, [full] * n, bytes_per_value)
-            kv = kv_cache_bytes(spec, cache, bytes_per_value)
-            end_full = kv_cache_bytes(spec, [full + steps] * n, bytes_per_value)
-            end = kv_cache_bytes(spec, [c + steps for c in cache], bytes_per_value)
-            reports.append(
-                CostReport(
-                    prefill_flops_reduction=flops_reduction(spec, tokens[i].tolist(), full),
-                    decode_flops_reduction=1 - dec / dec_full if dec_full else 0.0,
-                    kv_bytes_full=kv_full,
-                    kv_bytes=kv,
-                    kv_reduction_end=1 - end / end_full,
-                    tokens_per_layer=[int(x) for x in tokens[i].tolist()],
-                )
-            )
-        return reports
+        tokens each row generated (the first one comes from the prefill);
+        computed by :func:`fastadasp.reduction.realised_costs` from the counts in ``state``."""
+        tokens = torch.stack(state.tokens, dim=1).tolist()
+        cache = [row[:-1] for row in tokens]  # each layer caches the tokens it saw
+        for layer, keep in state.kv_keep.items():  # prompt entries each head still attends, on average
+            prompt = state.prompt_valid[layer]
+            seen = keep[:, :, : prompt.shape[1]] & prompt[:, None, :]
+            for row, entries in zip(cache, seen.float().sum(-1).mean(-1).tolist()):
+                row[layer] = entries
+        rows = len(generated)
+        return realised_costs(self.spec, tokens[:rows], cache[:rows], generated, bytes_per_value)
 
     # -- the block wrapper ----------------------------------------------------
     def _wrap(self, index: int, block: nn.Module, original: Callable) -> Callable:
@@ -345,7 +280,10 @@ class TokenReducer:
                 if index == last:
                     state.mode = "decode"
             if index == last and state.planned:
-                self._check_plan(state)
+                if torch.compiler.is_compiling():  # a read cannot be traced: checked when the forward state closes
+                    state.plan_unchecked = True
+                else:
+                    self._check_plan(state)
             return out
 
         return forward
@@ -364,20 +302,26 @@ class TokenReducer:
     def _arm(self, index: int, state: ReductionState, per_head: bool = False) -> AttentionProbe:
         probe = self._probes[index]
         query_valid = state.valid if state.padded else None
-        probe.arm(self.method.needs_keys, self.method.needs_attention, query_valid, per_head, self._defer)
+        # the policies' masks (and the stock ones they stand in for) hide padded keys and later ones only
+        probe.arm(self.method.needs_keys, self.method.needs_attention, query_valid, per_head, self._defer,
+                  padding_mask=True)
         return probe
 
     def _inputs(self, index: int, state: ReductionState, keys: Tensor | None, received: Tensor | None) -> LayerInputs:
+        span = state.span_plan.get(index)
         return LayerInputs(
             keys=keys,
             attention=received,
             segments=state.segments,
-            ratio=state.device_ratios[:, index],
+            ratio=state.ratio_column(index),
             layer=index,
             seeds=state.seeds,
             align_right=state.align_right,
             num_segments=state.num_segments,
             out_lengths=state.planned.get(index),
+            span=span[:2] if span else None,
+            remove=span[2] if span else None,
+            rows=state.row_plan.get(index),
         )
 
     def _reducing_forward(self, index: int, block: nn.Module, h: Tensor, kwargs: dict, state: ReductionState) -> Tensor:
@@ -386,7 +330,7 @@ class TokenReducer:
             normed = block.get_submodule(self.layout.attn_norm)(h)
             x = h + self.layout.attention(block, normed, kwargs)
         finally:
-            keys, received = probe.disarm()
+            keys, received = probe.release()  # keys per head, (B, T, Hkv, hd)
         self._check_probe(index, keys, received)
         tick = self._clock()
         deferred = isinstance(received, DeferredReceived)
@@ -399,8 +343,6 @@ class TokenReducer:
                 self.received_s += spent
                 tick += spent
         x = red.apply(x, weights)
-        if state.last_position is None:
-            state.last_position = state.positions.masked_fill(~state.valid, -1).max(dim=1).values
         state.advance(index, red)
         if tick is not None:
             self.machinery_s += self._clock() - tick
@@ -421,6 +363,17 @@ class TokenReducer:
                 f"{self.method.name}: (longest, shortest) output per reducing layer {got} differ from the host plan "
                 f"{want}; the method does not remove exactly floor(n * r) tokens per span: set exact_counts = False"
             )
+
+    def _plan_spans(self, segments: Tensor, valid: Tensor, layouts: Sequence[TokenLayout], ratios: Tensor,
+                    active: frozenset[int]) -> tuple[dict, dict, dict]:
+        """The host plans of span sizes (every row's span alike, or one per row) and of
+        span ids and validity per layer, for methods with exact counts."""
+        if not self.method.exact_counts:
+            return {}, {}, {}
+        spans = plan_shared_span(segments, valid, layouts, ratios, active)
+        if spans:
+            return spans, {}, shared_span_layout(spans, segments, valid)
+        return ({}, *plan_row_spans(segments, valid, layouts, ratios, active, self.spec.causal))
 
     @staticmethod
     def _most_grouped(index: int, state: ReductionState, h: Tensor) -> int | None:
@@ -447,8 +400,9 @@ class TokenReducer:
             raise RuntimeError(f"layer {index}: the attention probe captured nothing; does the block call its attention?")
 
     def _clock(self) -> float | None:
-        """Wall clock for ``profile=True`` (synchronising CUDA), else None."""
-        if not self.profile:
+        """Wall clock for ``profile=True`` (synchronising CUDA), else None; None too while
+        ``torch.compile`` traces (a clock reading would end the graph)."""
+        if not self.profile or torch.compiler.is_compiling():
             return None
         if torch.cuda.is_available():
             torch.cuda.synchronize()

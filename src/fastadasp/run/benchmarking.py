@@ -44,6 +44,11 @@ __all__ = [
     "llm_prompts",
     "llm_reducer",
     "cache_bytes",
+    "decode_weight_bytes",
+    "decode_cache_growth_bytes",
+    "decode_memory_ideal",
+    "compiled_forward",
+    "COMPILE_ENTRY",
 ]
 
 
@@ -263,12 +268,13 @@ def llm_prompts(model, batch: int, audio: int, text: int, seed: int, text_before
 
 
 def llm_reducer(model, spec: StackSpec, method: ReductionMethod, flops: float, profile: bool = True,
-                positions: str = "keep") -> TokenReducer:
+                positions: str = "keep", mass_kernel: str = "torch") -> TokenReducer:
     """The reducer :class:`~fastadasp.models.speech_lm.SpeechLM` builds, over a bare causal LM."""
     from ..models.speech_lm import PRE_NORM_DECODER_LAYOUT
 
     policy = CausalPolicy(model.model.rotary_emb, model.config._attn_implementation, positions)
-    return TokenReducer(model.model.layers, PRE_NORM_DECODER_LAYOUT, method, spec, Budget(flops), policy, profile=profile)
+    return TokenReducer(model.model.layers, PRE_NORM_DECODER_LAYOUT, method, spec, Budget(flops), policy, profile=profile,
+                        mass_kernel=mass_kernel)
 
 
 @contextmanager
@@ -290,3 +296,63 @@ def cache_bytes(cache) -> tuple[int, list[int]]:
         total += layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
         lengths.append(int(layer.keys.shape[-2]))
     return total, lengths
+
+
+# -- decode: the memory-traffic ideal --------------------------------------------------------
+def decode_weight_bytes(decoder: nn.Module, head: nn.Module) -> int:
+    """Weight bytes one decode step reads: every tensor of the decoder stack and
+    the output head, each once; not the input embedding table, of which a step
+    gathers one row per sequence (unless it is also the tied output head)."""
+    tensors = {p.data_ptr(): p for module in (decoder, head) for p in module.parameters()}
+    table = decoder.get_input_embeddings().weight
+    if all(p.data_ptr() != table.data_ptr() for p in head.parameters()):
+        tensors.pop(table.data_ptr(), None)
+    return sum(p.numel() * p.element_size() for p in tensors.values())
+
+
+def decode_cache_growth_bytes(spec: StackSpec, sequences: int, bytes_per_value: int) -> float:
+    """KV-cache bytes a decode step appends: one token per layer for each of ``sequences`` (batch x beams)."""
+    from ..reduction import kv_cache_bytes
+
+    return sequences * kv_cache_bytes(spec, [1] * spec.num_layers, bytes_per_value)
+
+
+def decode_memory_ideal(weight_bytes: float, cache_full: float, cache_reduced: float, beams: int) -> float:
+    """The decode speed-up a smaller KV cache allows when a step is bound by memory traffic.
+
+    A decode step of a large LLM moves far more bytes than it computes with: it
+    reads every weight once (``W``, shared by all beams and batch rows) and the
+    KV cache of every sequence (``C``, all beams and rows) once for attention.
+    Beam search then reorders the cache to follow the surviving beams, an
+    ``index_select`` that reads and writes all of it again: ``3C`` per step with
+    beams, ``C`` without. Token reduction shrinks ``C`` only, so at best
+
+        ideal = (W + k * C_full) / (W + k * C_reduced),   k = 3 with beams > 1, else 1
+
+    with ``C`` the cache the decode steps see on average (after the prefill plus
+    half the tokens the decode appends). A measured speed-up divided by this
+    ideal tells the method's limit (ideal near 1: the weights dominate) from
+    the engine's overhead (fraction well below 1). The model is a GPU's: on a
+    CPU, where a step's compute and allocations over the cache also count, a
+    fraction above 1 is possible."""
+    k = 3 if beams > 1 else 1
+    return (weight_bytes + k * cache_full) / (weight_bytes + k * cache_reduced)
+
+
+# -- the compiled path (model.compile=true) --------------------------------------------------
+#: the engine's function behind ``model.compile=true``: ``compile_model(hf_model) -> callable`` with
+#: the model's call signature, the reduction hooks traced into it
+COMPILE_ENTRY = ("fastadasp.engine", "compile_model")
+
+
+def compiled_forward(model: nn.Module) -> tuple[Callable[..., Any] | None, str]:
+    """``(model.compile=true's compiled forward of model, "")``, or ``(None, why not)``
+    when this checkout does not have it yet, so that a check can record the
+    reason and go on."""
+    import importlib
+
+    module, name = COMPILE_ENTRY
+    compile_model = getattr(importlib.import_module(module), name, None)
+    if compile_model is None:
+        return None, f"model.compile is not in this checkout ({module}.{name} is missing): compiled path skipped"
+    return compile_model(model), ""
