@@ -7,9 +7,14 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 DEMO_DATA := data/demo_asr/manifest.jsonl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# GPU targets: this checkout's .venv where it exists, else the machine's python3 (a GPU image's CUDA torch,
+# plus the wheels `make gpu-wheels` fetched: see docs/PERFORMANCE.md); the package is read from src/
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_RUN := PYTHONPATH=src$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY)
+WHEELS := transformers==5.24.0 soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps data tiny-models test test-fast demo bench bench-llm bench-long bench-gpu check-device tables notebook results merge spice clean
+.PHONY: help setup system-deps data tiny-models test test-fast demo bench bench-llm bench-long bench-gpu check-device gpu-verify gpu-wheels tables notebook results merge spice clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,9 +33,8 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: system-deps $(STAMP) ## create .venv and install pinned dependencies (torch==2.13.0 first)
 
-data: setup ## build the espeak-ng demo sets (data/demo_asr: 48 short utterances; data/demo_dense: 16 clips of 20-30 s)
-	$(PY) scripts/build_demo_set.py --out data/demo_asr
-	$(PY) scripts/build_demo_set.py --dense --out data/demo_dense
+data: setup ## build the espeak-ng sets into data/ (~25 s, then instant): demo_asr, demo_dense, demo_dense_large (63 clips, 25.6 min), its pink-noise copy, demo_multilingual (de/es/fr/it/pt), demo_lid
+	$(PY) scripts/build_demo_set.py --set all --data-root data
 
 test: data ## run the test suite (real-model tests included)
 	$(PY) -m pytest -q
@@ -50,14 +54,22 @@ bench-llm: setup ## speech-LLM prefill/decode/batch/KV benchmark on a Qwen2-Audi
 bench-long: setup ## long-audio RTF/prefill/decode/KV/memory grid, talk Table 12 layout (~4 min on CPU)
 	$(PY) scripts/benchmark_long_audio.py
 
-bench-gpu: setup ## on a CUDA machine: Qwen-7B-shaped bf16 prefill (3000/12000 tokens), beam-5 decode (120/240 s), batch 8
-	$(PY) scripts/benchmark_speech_lm.py --preset qwen-7b --device cuda --dtype bfloat16 --audio-tokens 3000 12000 \
-	  --prefill-variants 0 1 2 --repeats 5 --max-repeats 9 --decode-audio-tokens 3000 6000 --new-tokens 64 \
-	  --decode-repeats 3 --batch-audio-tokens 3000 --batch-size 8 --batch-new-tokens 32 --op-profile \
+bench-gpu: ## on a CUDA machine: Qwen-7B-shaped bf16 prefill (3000/12000 tokens; torch and Triton mass), beam-5 decode (120/240 s, vs its memory ideal), batch 8
+	$(GPU_RUN) scripts/benchmark_speech_lm.py --preset qwen-7b --device cuda --dtype bfloat16 --audio-tokens 3000 12000 \
+	  --prefill-variants 0 1 2 --mass-kernel torch triton --repeats 5 --max-repeats 9 --decode-audio-tokens 3000 6000 \
+	  --new-tokens 64 --decode-repeats 3 --batch-audio-tokens 3000 --batch-size 8 --batch-new-tokens 32 --op-profile \
 	  --json results/benchmarks/gpu/qwen7b_bf16.json
 
-check-device: setup ## on a CUDA machine: every method gives on the GPU what it gives on the CPU (~1 min)
-	$(PY) scripts/check_device.py --device cuda --json results/benchmarks/gpu/check_device.json
+check-device: ## on a CUDA machine: every method gives on the GPU what it gives on the CPU (~1 min)
+	$(GPU_RUN) scripts/check_device.py --device cuda --json results/benchmarks/gpu/check_device.json
+
+gpu-verify: ## on one H100/H200, < 8 min: check_device (eager, Triton mass, compiled), 7B prefill 3000/12000 (eager, compiled, kernel), op profile -> results/benchmarks/gpu/verify_<card>.json
+	$(GPU_RUN) scripts/gpu_verify.py --device cuda
+
+gpu-wheels: ## download into .whl/ the wheels a GPU image (Python 3.12) lacks, to carry there with the checkout
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl $(WHEELS)
 
 tiny-models: setup ## build the tiny random Qwen2-Audio and Audio Flamingo 3 (tests build them on demand)
 	$(PY) scripts/build_tiny_models.py

@@ -12,6 +12,10 @@ model (``fastadasp.run.preflight``, a Hydra callback): all bad jobs are reported
 one line each, and no job starts (exit 2). A job that still fails while the
 sweep runs is logged and recorded, the other jobs still run, and the sweep
 exits non-zero at the end.
+
+The earlier ``budget`` group is now ``cost_model`` (``analytic``, was ``flops``;
+``token_layer``, was ``paper``): ``budget=...`` and ``budget.<key>=...`` still
+work, rewritten with a one-line warning on stderr naming today's spelling.
 """
 
 import logging
@@ -23,7 +27,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from fastadasp.run.config import ConfigError, check_overrides  # also registers the typed top-level schema
+from fastadasp.run.config import (  # also registers the typed top-level schema
+    ConfigError,
+    check_overrides,
+    rewrite_deprecated_overrides,
+)
 
 
 def _to_run_log(message: str, exc_info=None) -> None:
@@ -67,7 +75,11 @@ def run(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     try:
+        # earlier spellings (budget=flops|paper, budget.search=...) become today's before Hydra reads argv
+        sys.argv[1:], renamed = rewrite_deprecated_overrides(sys.argv[1:])
         check_overrides(sys.argv[1:])
     except ConfigError as exc:
         _fail(f"error: {exc}")
+    for line in renamed:
+        print(line, file=sys.stderr)
     run()

@@ -91,14 +91,14 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for label, cfg in configs:
-        method, budget = instantiate(cfg.method), instantiate(cfg.budget)
+        method, budget = instantiate(cfg.method), instantiate(cfg.cost_model)
         metrics = evaluate(model, task, samples, method, budget, out_root / label, batch_size=args.batch_size)
         rows.append(
             {
                 "label": label,
                 "method": method.name,
                 "schedule": _schedule(method),
-                "target": budget.flops,
+                "target": budget.target,
                 "realised": metrics["flops_realized"],
                 "wer": metrics["metrics"]["wer"],
                 "loops": metrics["repetition_loops"],

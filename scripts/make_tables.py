@@ -2,6 +2,18 @@
 -> results/tables/*.md, *.tex, index.md and results/plots/*.png; optionally to W&B.
 
     python scripts/make_tables.py [RUN_OR_MULTIRUN_DIR ...] [--results results] [--out results] [--wandb] [--strict]
+        [--resamples 1000] [--seed 12345] [--collapse-threshold 90] [--no-intervals] [--cache-dir DIR]
+
+Files are named by the config names a run was composed from (model, task, dataset, cost
+model: methods_whisper_tiny_en_asr_demo_dense_analytic.md); tables/index.md lists them
+with their captions, which keep the model's source description.
+
+Each cell carries its 95% bootstrap interval over samples, marks where a paired bootstrap
+(same samples, same resamples) tells it apart from the full-token baseline (†) or from the
+column's best cell (‡), and its count of collapsed samples (c=k), all computed from the runs'
+predictions.jsonl (fastadasp.analysis.intervals; each table's legend says how to read them).
+Per-sample records are cached by content under --cache-dir (default $FASTADASP_CACHE_DIR or
+~/.cache/fastadasp), so a second build recomputes nothing that did not change.
 
 An input file that cannot be read (a truncated metrics.json, a benchmark or
 transfer-entropy file without the fields it needs) does not stop the build: every
@@ -17,6 +29,7 @@ import sys
 from pathlib import Path
 
 from fastadasp.analysis import (
+    IntervalSettings,
     RunFileError,
     build_tables,
     collect_benchmarks,
@@ -38,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="exit 1 when any input file or table was left out (the tables are still written)")
     parser.add_argument("--wandb", action="store_true", help="log tables and plots to W&B (WANDB_MODE, default offline)")
     parser.add_argument("--wandb-project", default="fastadasp")
+    defaults = IntervalSettings()
+    parser.add_argument("--resamples", type=int, default=defaults.resamples, help="bootstrap resamples (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed (default %(default)s)")
+    parser.add_argument("--collapse-threshold", type=float, default=None,
+                        help="percent error rate above which a sample counts as collapsed (default 90)")
+    parser.add_argument("--no-intervals", action="store_true", help="cells without intervals, marks or collapse counts")
+    parser.add_argument("--cache-dir", type=Path, default=defaults.cache_dir,
+                        help="per-sample record cache (default %(default)s)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the per-sample cache")
     args = parser.parse_args(argv)
 
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -55,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     benchmarks = collect_benchmarks(sources, skipped=unreadable)
     te_files = collect_transfer_entropy(sources, skipped=unreadable)
     refused_tables: list[str] = []
-    tables = build_tables(runs, benchmarks, te_files, include_paper=not args.no_paper, skipped=refused_tables)
+    intervals = False if args.no_intervals else IntervalSettings(
+        args.resamples, args.seed, args.collapse_threshold, None if args.no_cache else args.cache_dir)
+    tables = build_tables(runs, benchmarks, te_files, include_paper=not args.no_paper, skipped=refused_tables,
+                          intervals=intervals)
     left_out = [f"skipped {exc}" for exc in unreadable] + [f"table not built: {why}" for why in refused_tables]
     written = write_tables(tables, args.out, skipped=left_out)
     plots = plot_all(tables, te_files, args.out / "plots")

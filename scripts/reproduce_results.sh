@@ -1,38 +1,51 @@
 #!/usr/bin/env bash
-# Regenerates the shipped results: Whisper tiny.en (the one real model that runs offline here) on
-# both espeak-ng demo sets, every method and schedule x flops 0.1-0.5, three seeds for the random
-# methods, budget=flops and budget=paper, plus the full-token baselines. `make tables` reads them.
-#   bash scripts/reproduce_results.sh [demo|demo_dense ...]     (default: both sets)
-# A budget that a method cannot reach on Whisper's 4 layers (budget=paper, late single layers) fails
-# before decoding; the sweep records that job as failed, runs the rest, and the table shows "—".
+# Regenerates (or resumes) the shipped Whisper sweeps that `make tables` reads: on each English espeak-ng
+# set, full tokens plus every method and schedule x flops 0.1-0.5, three seeds for the random methods,
+# under cost_model=analytic and cost_model=token_layer.
+#   bash scripts/reproduce_results.sh [SET ...]          (default: demo_dense_large)
+#   MODEL=whisper_base LAYER=2 COST_MODELS=analytic bash scripts/reproduce_results.sh demo_dense_large
+# MODEL: the model config (default whisper_tiny_en); LAYER: the single-layer methods' layer (the layer
+# Transfer-Entropy selection chose for that model: results/transfer_entropy/); COST_MODELS: which cost
+# models to sweep. A budget that a method cannot reach (token_layer, late single layers) fails before
+# decoding; the sweep records that job as failed, runs the rest, and the table shows "—".
+# The shipped demo/demo_dense runs were made by this script before the cost-model rename (commit 35cf0e0:
+# folders flops/ and paper/, budget=flops|paper); their identity differs from a run made now, so rerunning
+# those sets writes new analytic/ and token_layer/ folders beside them: move the old ones out first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-results/runs/whisper_tiny_en}
+MODEL=${MODEL:-whisper_tiny_en}
+OUT=${OUT:-results/runs/$MODEL}
+LAYER=${LAYER:-1}
+COST_MODELS=${COST_MODELS:-analytic token_layer}
 FLOPS=0.1,0.2,0.3,0.4,0.5
 status=0
 # resume=true: an interrupted sweep continues where it stopped; finished runs are only re-summarised.
-# Order: every method once under budget=flops first (random baselines with seed 0), then the paper's
-# budget model, then the other two seeds of the random baselines.
-sweep() {  # sweep <set> <budget> <name> <overrides...>
-  local s=$1 budget=$2 name=$3; shift 3
-  "$PY" run.py -m dataset="$s" batch_size=16 budget="$budget" resume=true flops=$FLOPS "$@" \
-    hydra.sweep.dir="$OUT/$s/$budget/$name" || status=1
+# Order: every method once under the analytic cost model first (random baselines with seed 0), then the
+# paper's token-layer model, then the other two seeds of the random baselines.
+sweep() {  # sweep <set> <cost model> <name> <overrides...>
+  local s=$1 cost=$2 name=$3; shift 3
+  "$PY" run.py -m model="$MODEL" dataset="$s" batch_size=16 cost_model="$cost" resume=true flops=$FLOPS "$@" \
+    hydra.sweep.dir="$OUT/$s/$cost/$name" || status=1
 }
-for s in ${@:-demo demo_dense}; do
-  "$PY" run.py dataset="$s" batch_size=16 method=none resume=true hydra.run.dir="$OUT/$s/full" || status=1
-  for budget in flops paper; do sweep "$s" $budget dense method=fastadasp_dense method.schedule=constant,decay; done
-  sweep "$s" flops single_layer method=fastadasp_sparse,fastv
-  # A-ToMe capped to the target under the analytic budget; uncapped (as the paper ran it) under the paper's
-  sweep "$s" flops atome method=atome method.cap_to_budget=true
-  sweep "$s" flops random_seed0 method=random_merge,random_evict seed=0
-  sweep "$s" paper single_layer method=fastadasp_sparse,fastv
-  sweep "$s" paper atome method=atome method.cap_to_budget=false
-  sweep "$s" paper random_seed0 method=random_merge,random_evict seed=0
-  for budget in flops paper; do sweep "$s" $budget random_seed12 method=random_merge,random_evict seed=1,2; done
+for s in ${@:-demo_dense_large}; do
+  "$PY" run.py model="$MODEL" dataset="$s" batch_size=16 method=none resume=true hydra.run.dir="$OUT/$s/full" || status=1
+  for cost in $COST_MODELS; do sweep "$s" "$cost" dense method=fastadasp_dense method.schedule=constant,decay; done
+  for cost in $COST_MODELS; do
+    # A-ToMe capped to the target under the analytic model; uncapped (as the paper ran it) under the paper's
+    cap=$([ "$cost" = analytic ] && echo true || echo false)
+    sweep "$s" "$cost" single_layer method=fastadasp_sparse,fastv method.layer="$LAYER"
+    sweep "$s" "$cost" atome method=atome method.cap_to_budget="$cap"
+    sweep "$s" "$cost" random_seed0 method=random_merge,random_evict method.layer="$LAYER" seed=0
+  done
+  for cost in $COST_MODELS; do
+    sweep "$s" "$cost" random_seed12 method=random_merge,random_evict method.layer="$LAYER" seed=1,2
+  done
 done
 # ablation behind the method ordering (results/README.md): FastAdaSP's selection with a plain mean
-"$PY" run.py dataset=demo_dense batch_size=16 method=fastadasp_dense method.weighted=false flops=0.5 resume=true \
-  hydra.run.dir="$OUT/demo_dense/flops/ablation/plain_mean_flops0.5" || status=1
+for s in ${@:-demo_dense_large}; do
+  "$PY" run.py model="$MODEL" dataset="$s" batch_size=16 method=fastadasp_dense method.weighted=false flops=0.5 \
+    resume=true hydra.run.dir="$OUT/$s/analytic/ablation/plain_mean_flops0.5" || status=1
+done
 # non-zero when any job failed (e.g. an unreachable paper budget): see the sweeps' logs
 exit $status

@@ -7,8 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 
-from fastadasp.engine import Budget
-from fastadasp.reduction import ReductionMethod
+from fastadasp.reduction import AnalyticFlopsBudget, Budget, ReductionMethod, TokenLayerBudget
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 METHODS = sorted(p.stem for p in (CONFIGS / "method").glob("*.yaml"))
@@ -32,11 +31,13 @@ def test_every_method_config_instantiates(name):
     assert isinstance(method, ReductionMethod) and method.name == name
 
 
-def test_flops_reaches_the_budget_and_budget_models_switch():
+def test_flops_reaches_the_budget_and_cost_models_switch():
     cfg = compose_cfg(["method=fastadasp_dense", "flops=0.3"])
-    assert instantiate(cfg.budget) == Budget(0.3, "flops")
-    cfg = compose_cfg(["budget=paper", "flops=0.2"])
-    assert instantiate(cfg.budget) == Budget(0.2, "paper", "grid")
+    assert instantiate(cfg.cost_model) == AnalyticFlopsBudget(0.3)
+    cfg = compose_cfg(["cost_model=token_layer", "flops=0.2"])
+    assert instantiate(cfg.cost_model) == TokenLayerBudget(0.2, "grid")
+    cfg = compose_cfg(["cost_model=token_layer", "cost_model.search=exact", "flops=0.2"])
+    assert instantiate(cfg.cost_model) == TokenLayerBudget(0.2, "exact")
 
 
 def test_method_settings_override():
@@ -50,7 +51,7 @@ def test_method_settings_override():
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_and_dry_runs(name):
     cfg = compose_cfg([f"experiment={name}"])
-    method, budget = instantiate(cfg.method), instantiate(cfg.budget)
+    method, budget = instantiate(cfg.method), instantiate(cfg.cost_model)
     assert isinstance(method, ReductionMethod) and isinstance(budget, Budget)
     assert cfg.task.prompts and cfg.model._target_
     # sweep values must compose too (multirun dry run)
@@ -59,7 +60,7 @@ def test_every_experiment_composes_and_dry_runs(name):
         for value in str(values).split(","):
             sub = compose_cfg([f"experiment={name}", f"{key}={value}"])
             instantiate(sub.method)
-            instantiate(sub.budget)
+            instantiate(sub.cost_model)
 
 
 def test_unknown_method_is_a_clear_error():

@@ -7,13 +7,13 @@ override values), and:
 * the paper experiments' job sets are checked against the tables they claim: every
   method of the table with the paper's settings (A-ToMe uncapped, single-layer
   methods at the TE layer, FastAdaSP dense constant and decay, ...), the paper's
-  budget model, the FLOPs grid, greedy decoding (beam 5 only in the long-audio
+  token-layer cost model with its grid search, the FLOPs grid, greedy decoding (beam 5 only in the long-audio
   sweep), batch 1;
 * every job is dry-run through ``fastadasp.run.runner.main`` on a tiny model (the random
   tiny Qwen2-Audio for speech-LLM experiments, the tiny random Whisper otherwise)
   with ``limit=2`` on a generated manifest, only at the smallest and largest FLOPs
   target of its grid, and its metrics.json must record the method, settings,
-  budget model, target, beams and batch size the job was composed with. Qwen's
+  cost model (``budget_model``), target, beams and batch size the job was composed with. Qwen's
   layer-9 methods run at layer 0 of the 4-layer tiny model (the only override: one
   reduction at layer 1 of 4 cannot reach a 50% target under the paper's model).
 
@@ -33,6 +33,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 
+from fastadasp.reduction import TokenLayerBudget
 from fastadasp.run.runner import ModelCache, main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -97,7 +98,7 @@ def matches(settings: dict, promise: dict) -> bool:
 def job_view(name: str, job: list[str]) -> dict:
     cfg = compose_cfg([f"experiment={name}", *job])
     method = instantiate(cfg.method)
-    return {"cfg": cfg, "settings": method.describe(), "flops": float(cfg.flops), "budget": cfg.budget.model,
+    return {"cfg": cfg, "settings": method.describe(), "flops": float(cfg.flops), "budget": instantiate(cfg.cost_model),
             "beams": cfg.model.get("num_beams"), "model": cfg.hydra.runtime.choices.model,
             "task": cfg.task.name, "batch_size": cfg.batch_size}
 
@@ -112,7 +113,7 @@ def test_paper_experiment_sweeps_every_method_of_its_table_as_the_paper_ran_it(n
     promise = PROMISES[name]
     views = [job_view(name, job) for job in expand_jobs(name)]
     for v in views:
-        assert v["budget"] == "paper" and v["batch_size"] == 1
+        assert v["budget"] == TokenLayerBudget(v["flops"], "grid") and v["batch_size"] == 1  # the authors' calculator
         assert v["model"] == promise["model"] and v["task"] == promise["task"]
         if promise["beams"] is not None:
             assert v["beams"] in promise["beams"]
@@ -198,7 +199,8 @@ def test_every_job_dry_runs_and_records_its_settings(name, manifest, tiny_whispe
             expected["start_layer"] = 0
         assert metrics["method"] == expected["name"], job
         assert matches(metrics["method_settings"], expected), (job, metrics["method_settings"], expected)
-        assert metrics["budget_model"] == view["budget"] and metrics["flops_target"] == pytest.approx(view["flops"])
+        assert metrics["budget_model"] == view["budget"].cost_model
+        assert metrics["flops_target"] == pytest.approx(view["flops"])
         assert metrics["num_samples"] == 2 and metrics["num_failed"] == 0
         assert metrics["batch_size"] == view["batch_size"]
         if view["beams"] is not None:

@@ -21,7 +21,7 @@ ALLOWED = {
     "metrics": set(),
     "tasks": {"data", "metrics"},
     "models": {"engine", "reduction", "data", "testing"},  # testing: the offline `tiny:` model source
-    "analysis": {"reduction"},
+    "analysis": {"reduction", "metrics"},  # metrics: per-sample statistics for intervals (issue 18)
     "testing": {"models", "data", "engine", "reduction"},
     "run": {"reduction", "engine", "models", "data", "tasks", "metrics", "analysis", "testing"},
 }

@@ -22,7 +22,7 @@ from fastadasp.run.runner import ModelCache, main
 ROOT = Path(__file__).resolve().parents[1]
 #: metrics.json keys that describe one process (timings, which shard), not the evaluation
 PER_PROCESS = {"wall_s", "samples_per_s", "shard", "config", "failures", "mean_encoder_s", "mean_decoder_s",
-               "device", "git"}
+               "device", "git", "choices"}  # how the config was composed (empty outside Hydra)
 
 
 @pytest.fixture()

@@ -12,17 +12,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_run
 
-from fastadasp.testing import fixtures
-from fastadasp.run.datasets import load_dataset
 from fastadasp.data.manifest import Sample
 from fastadasp.metrics.bleu import tokenizer_for
+from fastadasp.run.datasets import load_dataset
 from fastadasp.run.instantiate import instantiate as _instantiate
 from fastadasp.run.runner import ModelCache, main
 from fastadasp.tasks.classes import class_definition_for, class_definitions
 from fastadasp.tasks.definition import Task, TaskConfigError, TaskDataError
 from fastadasp.tasks.parsing import LabelAnswer
+from fastadasp.testing import fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,11 +31,6 @@ EN_TO_X = "de ca zh fa et mn tr ar sv lv sl ta ja id cy".split()
 X_TO_EN = "fr de es ca it ru zh pt fa et mn nl tr ar sv lv sl ta ja id cy".split()
 COVOST2_PAIRS = [f"en_{x}" for x in EN_TO_X] + [f"{x}_en" for x in X_TO_EN]
 RELEASE_SPELLINGS = {"en_zh-CN": "en_zh", "en_sv-SE": "en_sv", "zh-CN_en": "zh_en", "sv-SE_en": "sv_en"}
-
-
-def compose_run(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def st_task(*overrides: str) -> Task:

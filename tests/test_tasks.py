@@ -17,14 +17,14 @@ from pathlib import Path
 import jiwer
 import pytest
 import sacrebleu
-from hydra import compose, initialize_config_dir
+from conftest import compose_run
 
-from fastadasp.testing import fixtures
 from fastadasp.metrics.accuracy import normalize_answer
 from fastadasp.metrics.wer import normalize
 from fastadasp.models.speech_lm import SpeechLM
 from fastadasp.run.runner import ModelCache, main
 from fastadasp.tasks.definition import TaskDataError
+from fastadasp.testing import fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
@@ -58,11 +58,6 @@ def prompts_seen(monkeypatch):
 
     monkeypatch.setattr(SpeechLM, "prepare", spy)
     return seen
-
-
-def compose_run(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def rows_of(out: Path) -> list[dict]:
@@ -198,8 +193,8 @@ def test_task_default_datasets_and_the_st_pair():
 @pytest.mark.real_model
 def test_real_whisper_librispeech_layout_equals_the_same_audio_through_a_manifest(corpora, tmp_path):
     """Whisper tiny.en reads a LibriSpeech-layout copy and the manifest exported from it alike."""
-    from fastadasp.data.manifest import write_manifest
     from fastadasp.data.corpora.librispeech import load_librispeech
+    from fastadasp.data.manifest import write_manifest
 
     fixture = corpora["librispeech"]
     manifest = tmp_path / "ls.jsonl"

@@ -13,12 +13,23 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import compose_run
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from fastadasp.data.manifest import Sample, load_manifest
+from fastadasp.reduction import (
+    BudgetError,
+    FastAdaSPSparse,
+    FixedRatio,
+    StackSpec,
+    TokenLayerBudget,
+    TokenLayout,
+    solve_ratio,
+    solve_ratio_flops,
+)
 from fastadasp.run.transfer_entropy import (
     CalibrationOverlapError,
-    FixedRatio,
     LayerTE,
     check_no_overlap,
     entropy_proxy,
@@ -28,8 +39,6 @@ from fastadasp.run.transfer_entropy import (
     select_layer,
     transfer_entropy_curve,
 )
-from fastadasp.data.manifest import Sample, load_manifest
-from fastadasp.reduction import BudgetError, FastAdaSPSparse, StackSpec, TokenLayout, solve_ratio, solve_ratio_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -125,7 +134,7 @@ def test_feasibility_agrees_with_the_project_solvers(target):
     """A layer is feasible exactly when the budget solver of run.py accepts it."""
     layouts = [TokenLayout(20, (50,)), TokenLayout(12, (30, 25))]
     for layer in range(SPEC.num_layers):
-        bound = max_feasible_flops(layer, SPEC, "paper")
+        bound = max_feasible_flops(layer, SPEC, "token_layer")
         assert bound == pytest.approx(1 - (layer + 1) / SPEC.num_layers)
         try:
             solve_ratio(SPEC.num_layers, layer, "single", target)
@@ -133,7 +142,7 @@ def test_feasibility_agrees_with_the_project_solvers(target):
         except BudgetError:
             paper_ok = False
         assert paper_ok == (target < bound)
-        bound = max_feasible_flops(layer, SPEC, "flops", layouts)
+        bound = max_feasible_flops(layer, SPEC, "analytic", layouts)
         ok = []
         for t in layouts:
             try:
@@ -142,6 +151,21 @@ def test_feasibility_agrees_with_the_project_solvers(target):
             except BudgetError:
                 ok.append(False)
         assert all(ok) == (target <= bound)
+
+
+def test_the_earlier_cost_model_names_still_work_with_a_warning():
+    layouts = [TokenLayout(20, (50,))]
+    for old, new in (("paper", "token_layer"), ("flops", "analytic")):
+        with pytest.warns(DeprecationWarning, match=f"rule.budget_model={old} is deprecated: use rule.budget_model={new}"):
+            assert max_feasible_flops(2, SPEC, old, layouts) == max_feasible_flops(2, SPEC, new, layouts)
+    with pytest.raises(BudgetError, match=r"unknown cost model 'tokens' \(rule.budget_model\)"):
+        max_feasible_flops(2, SPEC, "tokens", layouts)
+
+
+def test_fixed_ratio_is_the_reduction_budget_type():
+    import fastadasp.run.transfer_entropy as te
+
+    assert te.FixedRatio is FixedRatio and FixedRatio.__mro__[1].__name__ == "Budget"
 
 
 def test_overlap_is_refused_by_id_and_by_audio_path(tmp_path):
@@ -170,7 +194,7 @@ def test_fixed_ratio_merges_half_the_audio_at_the_layer_on_a_speech_lm(qwen, man
 def test_curve_on_a_speech_lm_reference_is_zero_and_batches_agree(qwen, manifests):
     audios, ids = audios_of(manifests[0])
     prompts = ["<|audio_bos|><|AUDIO|><|audio_eos|>Detect the language and recognize the speech: <|en|>"] * len(ids)
-    points, h_ref = transfer_entropy_curve(qwen, audios, prompts, ids, None, 0.5, 3, "flops", 0.5, log=lambda _: None)
+    points, h_ref = transfer_entropy_curve(qwen, audios, prompts, ids, None, 0.5, 3, "analytic", 0.5, log=lambda _: None)
     assert [p.layer for p in points] == [0, 1, 2, 3]
     assert points[-1].reference and points[-1].te == 0.0 and points[-1].entropy == h_ref
     assert all(math.isfinite(p.te) for p in points) and len({round(p.te, 6) for p in points[:-1]}) == 3
@@ -184,9 +208,10 @@ def test_curve_on_a_speech_lm_reference_is_zero_and_batches_agree(qwen, manifest
 
 def test_curve_on_whisper_reads_the_encoder_and_only_early_layers_are_feasible(whisper, manifests):
     audios, ids = audios_of(manifests[0])
-    points, h_ref = transfer_entropy_curve(whisper, audios, [""] * 3, ids, [0, 2], 0.5, 2, "paper", 0.5, log=lambda _: None)
+    points, h_ref = transfer_entropy_curve(whisper, audios, [""] * 3, ids, [0, 2], 0.5, 2, "token_layer", 0.5,
+                                           log=lambda _: None)
     assert [p.layer for p in points] == [0, 2]  # the reference (layer 3) runs but is not a candidate here
-    assert [p.feasible for p in points] == [True, False]  # paper bound 1 - (L+1)/4: 0.75, 0.25
+    assert [p.feasible for p in points] == [True, False]  # token-layer bound 1 - (L+1)/4: 0.75, 0.25
     # the entropy is summed over the 750 encoder tokens left of 1500; a plain recomputation agrees
     captured = []
     with whisper.reducer(FastAdaSPSparse(layer=0), FixedRatio(ratio=0.5)) as reducer:
@@ -214,7 +239,7 @@ def test_main_on_a_speech_lm_writes_the_schema(qwen, manifests, tmp_path):
     feasible = [p for p in saved["layers"] if p["feasible"] and not p["reference"]]
     assert saved["selected_layer"] == min(feasible, key=lambda p: p["te"])["layer"]
     assert {k: saved["rule"][k] for k in ("name", "max_flops", "budget_model", "min_layer")} == {
-        "name": "min_te", "max_flops": 0.5, "budget_model": "flops", "min_layer": 0}
+        "name": "min_te", "max_flops": 0.5, "budget_model": "analytic", "min_layer": 0}
 
 
 def test_overlapping_calibration_is_refused_before_the_model_loads(manifests, tmp_path):
@@ -232,18 +257,11 @@ def test_overlapping_calibration_is_refused_before_the_model_loads(manifests, tm
 # -- the script, and its result in run.py's method config --------------------------------
 
 
-def compose_run(overrides: list[str]):
-    import fastadasp.run.config  # noqa: F401  (registers run.py's typed schema, run_schema)
-
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
 def test_script_writes_outputs_and_layer_auto_uses_them(tiny_whisper_dir, manifests, tmp_path, whisper):
     out = tmp_path / "te"
     cmd = [sys.executable, str(ROOT / "scripts" / "transfer_entropy.py"), "model=whisper_hf",
            f"model.source={tiny_whisper_dir}", "dataset=manifest", f"dataset.path={manifests[0]}",
-           f"eval_dataset.path={manifests[1]}", "rule.budget_model=paper", "rule.max_flops=0.3",
+           f"eval_dataset.path={manifests[1]}", "rule.budget_model=token_layer", "rule.max_flops=0.3",
            f"hydra.run.dir={out}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
@@ -251,7 +269,7 @@ def test_script_writes_outputs_and_layer_auto_uses_them(tiny_whisper_dir, manife
     record = json.loads((out / "transfer_entropy.json").read_text())
     layers = {p["layer"]: p for p in record["layers"]}
     assert sorted(layers) == [0, 1, 2, 3] and layers[3]["te"] == 0.0 and layers[3]["reference"]
-    assert [layers[i]["feasible"] for i in range(4)] == [True, True, False, False]  # paper bounds .75 .5 .25 0
+    assert [layers[i]["feasible"] for i in range(4)] == [True, True, False, False]  # token-layer bounds .75 .5 .25 0
     selected = record["selected_layer"]
     assert selected == min((0, 1), key=lambda i: (layers[i]["te"], i))
     table = (out / "te_table.md").read_text()
@@ -264,16 +282,14 @@ def test_script_writes_outputs_and_layer_auto_uses_them(tiny_whisper_dir, manife
     assert matplotlib.image.imread(out / "te_curve.png").shape[2] in (3, 4)
 
     te_file = str(out / "transfer_entropy.json")
-    cfg = compose_run(["method=fastadasp_sparse", "method.layer=auto", f"method.te_file={te_file}"])
+    cfg = compose_run("method=fastadasp_sparse", "method.layer=auto", f"method.te_file={te_file}")
     method = instantiate(cfg.method)
     assert method.start_layer == selected and method.reducing_layers(4) == [selected]
     settings = method.describe()
     assert settings["te_file"] == te_file and settings["layer"] == selected and len(settings["te_file_sha256"]) == 64
     # the engine merges at that layer: tokens drop after it
-    from fastadasp.engine import Budget
-
     audios, ids = audios_of(manifests[1])
-    with whisper.reducer(method, Budget(0.2, "paper")) as reducer:
+    with whisper.reducer(method, TokenLayerBudget(0.2)) as reducer:
         _, _, _, tokens = whisper.encode(whisper.featurize(audios), reducer, ids)
     drops = [i for i in range(4) if tokens[0][i + 1] < tokens[0][i]]
     assert drops == [selected]
@@ -305,5 +321,5 @@ def test_layer_auto_errors_name_the_file(tmp_path):
 
 
 def test_integer_layer_is_unchanged():
-    method = instantiate(compose_run(["method=fastadasp_sparse", "method.layer=2"]).method)
+    method = instantiate(compose_run("method=fastadasp_sparse", "method.layer=2").method)
     assert method.start_layer == 2 and "te_file" not in method.describe() and "layer" not in method.describe()

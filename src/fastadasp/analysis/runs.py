@@ -2,8 +2,11 @@
 files into pandas objects.
 
 Everything a table needs to place a run is taken from what the run recorded
-(model, task, dataset, method and its settings, budget model, FLOPs target),
-never from folder names: folders are renamed, copied and mislabelled.
+(model, task, dataset, method and its settings, cost model, FLOPs target),
+never from folder names: folders are renamed, copied and mislabelled. Old runs'
+cost-model names (``budget_model: flops | paper``) are read as the new ones
+(``analytic | token_layer``, :func:`fastadasp.analysis.names.cost_model_name`), so old and
+new runs share tables.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+
+from .names import REPO_CONFIGS, benchmark_name, cost_model_name, model_config_name, te_model_name
 
 __all__ = [
     "LOWER_IS_BETTER",
@@ -48,10 +53,10 @@ REQUIRED_KEYS = ("model", "task", "method", "budget_model", "flops_target", "met
 
 #: the columns of :func:`collect_runs`
 RUN_COLUMNS = [
-    "run_dir", "model", "task", "dataset", "dataset_split", "dataset_fingerprint", "limit", "shard",
+    "run_dir", "model", "model_config", "task", "dataset", "dataset_split", "dataset_fingerprint", "limit", "shard",
     "method", "schedule", "weighted", "layer", "settings", "settings_key", "budget_model", "flops_target",
     "flops_realized", "seed", "primary_metric", "higher_is_better", "value", "metrics", "normalizer",
-    "num_samples", "num_failed", "git_commit", "git_dirty",
+    "num_samples", "num_failed", "git_commit", "git_dirty", "metrics_interval", "collapses",
 ]
 
 #: settings that tell repeated runs of one cell apart and so are averaged over
@@ -174,7 +179,7 @@ def _check_run_fields(path: Path, record: Any) -> None:
     wrong += [k for k in ("flops_target",) if not _is_number(record[k])]
     wrong += [k for k in ("flops_realized",) if record.get(k) is not None and not _is_number(record[k])]
     wrong += [k for k in ("seed", "limit") if record.get(k) is not None and not _is_int(record[k])]
-    wrong += [k for k in ("method_settings", "git", "shard") if record.get(k) is not None
+    wrong += [k for k in ("method_settings", "git", "shard", "choices") if record.get(k) is not None
               and not isinstance(record[k], dict)]
     if record.get("dataset") is not None and not isinstance(record["dataset"], (str, dict)):
         wrong.append("dataset")
@@ -182,6 +187,9 @@ def _check_run_fields(path: Path, record: Any) -> None:
     if isinstance(settings, dict):
         wrong += [f"method_settings.{k}" for k in ("layer", "start_layer", "seed")
                   if settings.get(k) is not None and not _is_int(settings[k])]
+    choices = record.get("choices") or {}
+    if isinstance(choices, dict):  # Hydra's config choices: a name per group, or null (an optional group left out)
+        wrong += [f"choices.{k}" for k, v in choices.items() if v is not None and not isinstance(v, str)]
     shard = record.get("shard") or {}
     if isinstance(shard, dict):
         wrong += [f"shard.{k}" for k in ("index", "count") if shard.get(k) is not None and not _is_int(shard[k])]
@@ -195,7 +203,13 @@ def _field(record: dict, dotted: str) -> Any:
     return record[head][tail] if tail else record[head]
 
 
-def _run_row(path: Path, record: Any) -> dict:
+def _recorded_model_config(record: dict) -> dict | None:
+    config = record.get("config")
+    model = config.get("model") if isinstance(config, dict) else None
+    return model if isinstance(model, dict) else None
+
+
+def _run_row(path: Path, record: Any, configs: Path | None) -> dict:
     _check_run_fields(path, record)
     settings = dict(record.get("method_settings") or {})
     seed = record.get("seed", settings.get("seed"))
@@ -207,6 +221,9 @@ def _run_row(path: Path, record: Any) -> dict:
     return {
         "run_dir": str(path.parent),
         "model": str(record["model"]),
+        # the config name the run was composed from (file names); "model" is the source description
+        "model_config": model_config_name(str(record["model"]), _recorded_model_config(record),
+                                          (record.get("choices") or {}).get("model"), configs),
         "task": str(record["task"]),
         "dataset": str(data["name"]),
         "dataset_split": data["split"],
@@ -221,7 +238,7 @@ def _run_row(path: Path, record: Any) -> dict:
         "layer": settings.get("layer", settings.get("start_layer")),
         "settings": key_settings,
         "settings_key": _freeze(key_settings),
-        "budget_model": str(record["budget_model"]),
+        "budget_model": cost_model_name(str(record["budget_model"])),
         "flops_target": round(float(record["flops_target"]), 4),
         "flops_realized": math.nan if record.get("flops_realized") is None else float(record["flops_realized"]),
         "seed": seed,
@@ -234,22 +251,27 @@ def _run_row(path: Path, record: Any) -> dict:
         "num_failed": record.get("num_failed"),
         "git_commit": git.get("commit"),
         "git_dirty": git.get("dirty"),
+        # what summarize() recorded (runs since issue 18); tables recompute both from predictions.jsonl when present
+        "metrics_interval": record.get("metrics_interval") if isinstance(record.get("metrics_interval"), dict) else None,
+        "collapses": record.get("collapses") if isinstance(record.get("collapses"), dict) else None,
     }
 
 
-def collect_runs(paths: Iterable[str | Path], *, skipped: list[RunFileError] | None = None) -> pd.DataFrame:
+def collect_runs(paths: Iterable[str | Path], *, skipped: list[RunFileError] | None = None,
+                 configs: str | Path | None = REPO_CONFIGS) -> pd.DataFrame:
     """One row per run: every ``metrics.json`` under ``paths``, settings flattened.
 
     Runs are identified by their recorded settings only; ``run_dir`` is kept for
     provenance. A file that cannot be read (not JSON, a required field missing or
     of the wrong type) raises :class:`RunFileError` naming the file and the field;
     with a ``skipped`` list the error is appended there and the file left out, so
-    one broken run folder does not stop every table.
+    one broken run folder does not stop every table. ``configs``: the config folder whose
+    ``model/*.yaml`` names the models of runs that did not record their config choices.
     """
     rows = []
     for f in find_files(paths, "metrics.json"):
         try:
-            rows.append(_run_row(f, _read_json(f)))
+            rows.append(_run_row(f, _read_json(f), None if configs is None else Path(configs)))
         except RunFileError as exc:
             _skip_or_raise(exc, skipped)
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -275,6 +297,7 @@ def _benchmark_rows(f: Path, record: dict) -> list[dict]:
         rows.append({
             "file": str(f),
             "model": record.get("model", "unknown"),
+            "name": benchmark_name(record.get("settings")),  # None: the file did not record its arguments
             "device": record.get("device", "unknown"),
             "dtype": record.get("dtype"),
             "command": record.get("command"),
@@ -327,12 +350,14 @@ def _te_record(f: Path, record: Any) -> dict:
     if "rank" not in curve:  # rank 1 = lowest TE (SPEC s.6: low TE = least change)
         curve["rank"] = curve["te"].rank(method="min")
     curve["rank"] = pd.to_numeric(curve["rank"], errors="coerce")  # None: reference or infeasible layer
-    return {**{k: v for k, v in record.items() if k != "layers"}, "curve": curve.sort_values("layer"), "file": str(f)}
+    return {**{k: v for k, v in record.items() if k != "layers"}, "curve": curve.sort_values("layer"), "file": str(f),
+            "model_config": te_model_name(record)}
 
 
 def collect_transfer_entropy(paths: Iterable[str | Path], *, skipped: list[RunFileError] | None = None) -> list[dict]:
     """Every ``transfer_entropy*.json`` under ``paths`` as a dict with a ``curve`` DataFrame
-    (columns layer, te, rank) and ``file``; other keys as written (model, task, selected_layer, rule).
+    (columns layer, te, rank), ``file`` and ``model_config`` (the model's config name, for file names);
+    other keys as written (model, task, selected_layer, rule).
     An unreadable file raises :class:`RunFileError`, or with ``skipped`` is listed there and left out."""
     found = []
     for f in find_files(paths, "transfer_entropy*.json"):

@@ -156,13 +156,16 @@ def caption_scores(
     references: Sequence[Sequence[str]],
     hypotheses: Sequence[str | None],
     spice: bool | Literal["auto"] = "auto",
+    per_sample: bool = False,
 ) -> dict[str, Any]:
     """Corpus CIDEr-D, SPICE and SPIDEr over captions; None hypotheses count as empty captions.
 
     spice="auto": compute SPICE when it can run, else report why not (None,
     never 0); also when the SPICE JVM exits with an error, so a finished run
     keeps its CIDEr. spice=True: SPICE is required (missing jars or a failing
-    SPICE raise). spice=False: skip it.
+    SPICE raise). spice=False: skip it. ``per_sample``: also each caption's CIDEr-D
+    (``per_sample``: {"cider": [...]}, whose mean is the corpus CIDEr-D; the document
+    frequencies are the whole set's), for bootstrap intervals (fastadasp.metrics.samplewise).
     """
     from pycocoevalcap.cider.cider import Cider
 
@@ -183,7 +186,7 @@ def caption_scores(
     gts = {str(i): tokens[("ref", i)] for i in range(n)}
     res = {str(i): tokens[("hyp", i)] for i in range(n)}
     cider_scorer = Cider()
-    cider, _ = cider_scorer.compute_score(gts, res)
+    cider, cider_by_sample = cider_scorer.compute_score(gts, res)
     out: dict[str, Any] = {"cider": float(cider), "spice": None, "spider": None}
 
     if spice is False:
@@ -216,5 +219,7 @@ def caption_scores(
             "scale": "pycocoevalcap (fraction, not percent)",
         }
     )
+    if per_sample:
+        out["per_sample"] = {"cider": [float(x) for x in cider_by_sample]}
     return out
 

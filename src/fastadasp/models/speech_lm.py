@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..engine import BlockLayout, Budget, CausalPolicy, TokenReducer
+from ..engine import BlockLayout, Budget, CausalPolicy, TokenReducer, compile_model
+from ..engine.mass_kernel import check_mass_kernel
 from ..reduction import ReductionMethod, StackSpec
 from .base import Generation, SpeechModel
 from .whisper_decode import is_repetition_loop
@@ -85,6 +86,8 @@ class SpeechLM(SpeechModel):
     model_class: type
     #: dotted path from the HF model to the language model (``Qwen2Model``)
     language_model_path: str = "model.language_model"
+    #: the fused mass equals the torch path within float rounding (tests/test_mass_kernel.py), like batch_size
+    throughput_settings = frozenset({"mass_kernel", "compile"})
 
     def __init__(
         self,
@@ -97,9 +100,16 @@ class SpeechLM(SpeechModel):
         num_beams: int = 1,
         cache_dir: str | None = None,
         family: str | None = None,
+        mass_kernel: str = "torch",
+        compile: bool = False,
     ):
+        """``compile``: run the language model compiled with the reduction hooks
+        (:func:`~fastadasp.engine.compile_model`, prefill and decode steps; no CUDA
+        graphs: the cache a forward returns must outlive the next forward)."""
         from transformers import AutoProcessor
 
+        if not isinstance(compile, bool):  # before any weight loads
+            raise ValueError(f"model.compile must be true or false, got {compile!r}")
         if family:  # e.g. "qwen2_audio_instruct": the same adapter with the chat-format prompts
             self.family = family
         self.name = source
@@ -117,6 +127,9 @@ class SpeechLM(SpeechModel):
         self.processor.tokenizer.padding_side = "left"  # decoder-only generation
         self.positions, self.num_beams = positions, num_beams
         self.attn_implementation = attn_implementation
+        self.mass_kernel = check_mass_kernel(mass_kernel, self.model.device if mass_kernel == "triton" else None)
+        if compile:
+            self.language_model.forward = compile_model(self.language_model)
 
     @classmethod
     def peek_stack_spec(cls, source: str, cache_dir: str | None = None, **_: object) -> StackSpec | None:
@@ -162,7 +175,8 @@ class SpeechLM(SpeechModel):
     def reducer(self, method: ReductionMethod, budget: Budget) -> TokenReducer:
         lm = self.language_model
         policy = CausalPolicy(lm.rotary_emb, lm.config._attn_implementation, self.positions)
-        return TokenReducer(lm.layers, PRE_NORM_DECODER_LAYOUT, method, self.stack_spec, budget, policy)
+        return TokenReducer(lm.layers, PRE_NORM_DECODER_LAYOUT, method, self.stack_spec, budget, policy,
+                            mass_kernel=self.mass_kernel)
 
     def prepare(self, audios: Sequence[np.ndarray], prompt: str | Sequence[str]) -> tuple[dict, Tensor]:
         """Inputs on the model's device and their audio span ids."""

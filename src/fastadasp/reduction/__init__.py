@@ -1,11 +1,16 @@
-"""Model-agnostic token reduction: operators, methods, schedules, budgets, FLOPs.
+"""Model-agnostic token reduction: operators, methods, schedules, budgets, FLOPs and costs.
 
 Pure torch; imports nothing else from the project.
 """
 
 from .budget import (
+    COST_MODELS,
     SCHEDULES,
+    AnalyticFlopsBudget,
+    Budget,
     BudgetError,
+    FixedRatio,
+    TokenLayerBudget,
     TokenLayout,
     flops_reduction,
     layer_ratios,
@@ -14,7 +19,8 @@ from .budget import (
     solve_ratio_flops,
     token_layer_cost,
 )
-from .flops import StackSpec, decode_step_flops, kv_cache_bytes, layer_flops, stack_flops
+from .costs import CostReport, realised_costs
+from .flops import StackSpec, decode_flops, decode_step_flops, kv_cache_bytes, layer_flops, stack_flops
 from .methods import (
     ATome,
     FastAdaSPDense,

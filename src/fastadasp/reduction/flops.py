@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["StackSpec", "layer_flops", "stack_flops", "decode_step_flops", "kv_cache_bytes"]
+__all__ = ["StackSpec", "layer_flops", "stack_flops", "decode_step_flops", "decode_flops", "kv_cache_bytes"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,17 @@ def stack_flops(spec: StackSpec, tokens: Sequence[float]) -> float:
 def decode_step_flops(spec: StackSpec, cache_lengths: Sequence[float]) -> float:
     """FLOPs of one decode step (one new token) given each layer's cache length."""
     return sum(layer_flops(spec, 1, 1, past=c) for c in cache_lengths)
+
+
+def decode_flops(spec: StackSpec, cache_lengths: Sequence[float], steps: int) -> float:
+    """FLOPs of ``steps`` decode steps from these cache lengths, each step caching
+    one more token per layer. A step's FLOPs are affine in the cache lengths, so
+    the sum over steps has a closed form (no loop over generated tokens)."""
+    if steps <= 0:
+        return 0.0
+    first = decode_step_flops(spec, cache_lengths)
+    per_step = decode_step_flops(spec, [c + 1 for c in cache_lengths]) - first
+    return steps * first + per_step * steps * (steps - 1) / 2
 
 
 def kv_cache_bytes(spec: StackSpec, cache_lengths: Sequence[float], bytes_per_value: int = 2) -> float:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-from .budget import SCHEDULES, BudgetError, layer_ratios
+from .budget import SCHEDULES, Budget, BudgetError, TokenLayout, layer_ratios
 from .flops import StackSpec
 from .ops import (
     Reduction,
@@ -28,7 +29,12 @@ from .ops import (
     non_overlapping,
     pair_segments,
     segment_lengths,
+    RowSpans,
+    bounded_pairs,
+    row_chains,
+    segment_ranks,
     segment_topk,
+    span_chains,
 )
 
 __all__ = [
@@ -79,8 +85,8 @@ def _seed(value: object) -> int:
 class LayerInputs:
     """What a method may look at in one reducing layer (prefill only).
 
-    ``keys (B, T, dk)``: this layer's post-RoPE keys, heads concatenated
-    (``None`` unless the method asks for them); ``attention (B, T)``: the
+    ``keys (B, T, dk)`` or per head ``(B, T, Hkv, hd)`` (the engine's: a view,
+    no copy): this layer's post-RoPE keys (``None`` unless the method asks for them); ``attention (B, T)``: the
     attention mass each token receives, summed over queries and heads
     (``None`` unless asked for); ``segments (B, T)``: span id or ``-1``;
     ``ratio (B,)``: this layer's ratio per sample; ``layer``: its index;
@@ -89,6 +95,11 @@ class LayerInputs:
     a device-to-host read); ``out_lengths``: the longest and shortest output
     length, planned on the host by the engine for methods with
     ``exact_counts`` (the Reduction is then built without a device read).
+    ``span``: ``(start, stop)`` of the one span every row shares, when every
+    row has the same layout and no padding, with ``remove``: the tokens each
+    row loses from it here (both planned on the host); a method may then take
+    a shorter path (:func:`~fastadasp.reduction.ops.span_chains`). ``rows``: the
+    same when every row has one span but the rows differ (:func:`~.ops.row_chains`).
     """
 
     keys: Tensor | None
@@ -100,6 +111,9 @@ class LayerInputs:
     align_right: bool = False
     num_segments: int | None = None
     out_lengths: tuple[int, int] | None = None
+    span: tuple[int, int] | None = None
+    remove: int | None = None
+    rows: RowSpans | None = None
 
     def lengths(self) -> Tensor:
         return segment_lengths(self.segments, self.num_segments)
@@ -183,6 +197,11 @@ class ReductionMethod:
     def reducing_layers(self, num_layers: int) -> list[int]:
         return [i for i, r in enumerate(self.layer_ratios(num_layers, 0.5)) if r > 0]
 
+    def ratio_from(self, budget: Budget, spec: StackSpec, layout: TokenLayout) -> float:
+        """The base ratio ``budget`` grants this method for one sample: here it
+        removes ``floor(n * r)`` tokens per span at each layer of the schedule."""
+        return budget.schedule_ratio(self, spec, layout)
+
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         """Return the reduction to apply at this layer and the merge weights."""
         raise NotImplementedError
@@ -200,10 +219,52 @@ class ReductionMethod:
         return f"{type(self).__name__}({self.describe()})"
 
 
-def _merge_pairs(x: LayerInputs, scores: Tensor, weighted: bool) -> tuple[Reduction, Tensor | None]:
-    """Top-k pairs by score per span, chained, (attention-)weighted average."""
-    chosen = segment_topk(scores, pair_segments(x.segments), x.counts(), num_segments=x.num_segments)
-    return chain_merge(chosen, x.align_right, x.out_lengths), (x.attention if weighted else None)
+def _merge_pairs(
+    x: LayerInputs, scores: Callable[[int, int], Tensor], weighted: bool, max_group: int | None = None
+) -> tuple[Reduction, Tensor | None]:
+    """Top-k pairs by score per span, chained, (attention-)weighted average.
+    ``scores(a, b)``: the scores of the adjacent pairs of tokens ``a..b-1``;
+    ``max_group``: groups of at most that many tokens (:func:`~.ops.bounded_pairs`)."""
+    weights = x.attention if weighted else None
+    total = x.segments.shape[1]
+    if x.span is not None and x.remove is not None:  # one span shared by every row: no per-span bookkeeping
+        start, stop = x.span
+        most = (stop - start - 1) - (stop - start - 1) // max_group if max_group is not None else x.remove
+        if x.remove > most:
+            raise MethodSettingsError(
+                f"method.max_group_size={max_group}: a layer cannot remove {x.remove} of a span's {stop - start} tokens "
+                f"with groups of at most {max_group} tokens (at most {most}); raise max_group_size or lower flops")
+        return span_chains(scores(start, stop), x.remove, start, total, max_group), weights
+    if x.rows is not None:  # one span per row, the rows' sizes planned on the host
+        try:
+            return row_chains(scores(0, total), x.rows, max_group), weights
+        except ValueError as exc:  # only max_group_size can make a planned count unreachable
+            raise MethodSettingsError(f"method.{exc}") from None
+    pair_seg = pair_segments(x.segments)
+    if max_group is None:
+        chosen = segment_topk(scores(0, total), pair_seg, x.counts(), num_segments=x.num_segments)
+        return chain_merge(chosen, x.align_right, x.out_lengths), weights
+    wanted = x.counts()
+    chosen, got = bounded_pairs(segment_ranks(scores(0, total), pair_seg), pair_seg, wanted, max_group)
+    if bool((got < wanted).any()):  # a device read, with this option only
+        short = (got < wanted).nonzero()[0].tolist()
+        raise MethodSettingsError(
+            f"method.max_group_size={max_group}: a layer cannot remove {int(wanted[short[0], short[1]])} tokens of "
+            f"span {short[1]} of row {short[0]} with groups of at most {max_group} tokens; raise max_group_size "
+            "or lower flops")
+    return chain_merge(chosen, x.align_right, x.out_lengths), weights
+
+
+def _max_group_size(value: object) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
+        raise MethodSettingsError(
+            f"method.max_group_size must be null (unbounded chains, the paper's method) or an integer >= 2, got {value!r}")
+    return value
+
+
+def _key_similarity(x: LayerInputs) -> Callable[[int, int], Tensor]:
+    """Adjacent-key cosine similarities of tokens ``a..b-1`` (the whole sequence: no slice)."""
+    return lambda a, b: adjacent_similarity(x.keys if (a, b) == (0, x.keys.shape[1]) else x.keys[:, a:b])
 
 
 def _evict_lowest(x: LayerInputs, scores: Tensor) -> tuple[Reduction, None]:
@@ -239,20 +300,29 @@ class FastAdaSPDense(ReductionMethod):
     needs_keys = True
     exact_counts = True
 
-    def __init__(self, schedule: str = "constant", start_layer: int = 0, weighted: bool = True):
+    def __init__(
+        self, schedule: str = "constant", start_layer: int = 0, weighted: bool = True, max_group_size: int | None = None
+    ):
+        """``max_group_size``: merge groups hold at most that many tokens (chains are cut; see
+        :func:`~fastadasp.reduction.ops.bounded_pairs`); None (default): unbounded, the paper's method."""
         if schedule not in ("constant", "decay"):
             raise MethodSettingsError(
                 f"method.schedule must be 'constant' or 'decay' for fastadasp_dense, got {schedule!r}")
         self.schedule, self.start_layer = schedule, _layer_index(start_layer, "start_layer")
         self.weighted = _flag(weighted, "weighted")
         self.needs_attention = weighted
+        self._max_group_size = _max_group_size(max_group_size)
 
     @property
     def weights_from_attention(self) -> bool:
         return self.weighted
 
+    def describe(self) -> dict:
+        settings = super().describe()  # unbounded (the default) keeps its earlier settings: run keys stay
+        return settings if self._max_group_size is None else settings | {"max_group_size": self._max_group_size}
+
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
-        return _merge_pairs(x, adjacent_similarity(x.keys), self.weighted)
+        return _merge_pairs(x, _key_similarity(x), self.weighted, self._max_group_size)
 
 
 class FastAdaSPSparse(ReductionMethod):
@@ -270,7 +340,10 @@ class FastAdaSPSparse(ReductionMethod):
     exact_counts = True
     layer_key = "layer"
 
-    def __init__(self, layer: int | str = 9, weighted: bool = True, te_file: str | None = None):
+    def __init__(self, layer: int | str = 9, weighted: bool = True, te_file: str | None = None,
+                 max_group_size: int | None = None):
+        """``max_group_size``: as for :class:`FastAdaSPDense`."""
+        self._max_group_size = _max_group_size(max_group_size)
         self._te_file, self._te_layers, self._te_sha256 = None, None, None
         if layer == "auto":
             if not te_file:
@@ -306,6 +379,8 @@ class FastAdaSPSparse(ReductionMethod):
         settings = super().describe()
         if self._te_file:  # an int layer keeps its old settings (resume keys of earlier runs)
             settings |= {"layer": self.start_layer, "te_file": self._te_file, "te_file_sha256": self._te_sha256}
+        if self._max_group_size is not None:  # likewise unbounded chains
+            settings |= {"max_group_size": self._max_group_size}
         return settings
 
     @property
@@ -313,7 +388,7 @@ class FastAdaSPSparse(ReductionMethod):
         return self.weighted
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
-        return _merge_pairs(x, adjacent_similarity(x.keys), self.weighted)
+        return _merge_pairs(x, _key_similarity(x), self.weighted, self._max_group_size)
 
 
 def _read_te_selection(path: str) -> tuple[int, int | None, str]:
@@ -398,7 +473,7 @@ class RandomMerge(ReductionMethod):
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         scores = _uniform_scores(x.segments, x.seeds, x.layer)[:, :-1]  # pair t scored by its left token
-        return _merge_pairs(x, scores, True)
+        return _merge_pairs(x, lambda a, b: scores[:, a : b - 1], True)
 
 
 class RandomEvict(ReductionMethod):
@@ -444,6 +519,10 @@ class H2O(ReductionMethod):
 
     def __init__(self, start_layer: int = 0):
         self.start_layer = _layer_index(start_layer, "start_layer")
+
+    def ratio_from(self, budget: Budget, spec: StackSpec, layout: TokenLayout) -> float:
+        """The ratio is the fraction of audio cache entries evicted, at every layer."""
+        return budget.cache_ratio(self, spec, layout)
 
     def select(self, x: LayerInputs) -> tuple[Reduction, Tensor | None]:
         raise RuntimeError("h2o acts on the KV cache, not on prefill tokens")

@@ -39,11 +39,10 @@ from typing import Any, Callable, Sequence
 
 from .config import ConfigError, RunSettings, validate
 from ..data.manifest import Sample, read_audios
-from ..engine import Budget
 from .instantiate import instantiate
 from ..models.base import SpeechModel
 from .provenance import environment, resolved_config
-from ..reduction import ReductionMethod
+from ..reduction import Budget, ReductionMethod
 from ..reduction.budget import TokenLayout
 from ..reduction.flops import StackSpec
 from .folder import RunFolder, dataset_fingerprint
@@ -127,9 +126,35 @@ def _row(sample: Sample, index: int, task: Task, gen) -> dict:
     }
 
 
-def summarize(rows: Sequence[dict], failures: Sequence[dict], task: Task) -> dict[str, Any]:
+def _sampling_statistics(rows: Sequence[dict], task: Task, primary: str | None, resamples: int, seed: int,
+                         collapse_threshold: float | None) -> dict[str, Any]:
+    """``metrics_interval``, ``collapses`` and ``<metric>_without_collapses`` (fastadasp.metrics.uncertainty)."""
+    from ..metrics.collapses import row_flags
+    from ..metrics.samplewise import stats_from_rows, unsupported_reason
+    from ..metrics.uncertainty import run_statistics
+
+    problem = unsupported_reason(task.metric, primary) if primary else "the task names no headline metric"
+    stats = None if problem else stats_from_rows(rows, task.metric, primary, task.extra_references)
+    return run_statistics(stats, row_flags(rows), [str(r["id"]) for r in rows], resamples, seed,
+                          collapse_threshold, unavailable=problem)
+
+
+def _statistics_kwargs(statistics: tuple[int, int, float] | None) -> dict[str, Any]:
+    if statistics is None:
+        return {}
+    resamples, seed, threshold = statistics
+    return {"resamples": resamples, "seed": seed, "collapse_threshold": threshold}
+
+
+def summarize(rows: Sequence[dict], failures: Sequence[dict], task: Task, *, resamples: int | None = None,
+              seed: int | None = None, collapse_threshold: float | None = None) -> dict[str, Any]:
     """The per-run numbers of ``metrics.json`` from prediction rows (shared by
-    the runner, ``fastadasp.run.merge`` and ``fastadasp.run.score``)."""
+    the runner, ``fastadasp.run.merge`` and ``fastadasp.run.score``): the metric, its 95%
+    bootstrap interval over samples (``resamples``, ``seed``: defaults of
+    fastadasp.metrics.uncertainty) and the collapsed samples (``collapse_threshold``: percent
+    error rate, default fastadasp.metrics.collapses.DEFAULT_THRESHOLD)."""
+    from ..metrics.uncertainty import DEFAULT_RESAMPLES, DEFAULT_SEED
+
     if not rows:
         shown = 3
         reasons = "; ".join(f"{f['id']}: {f['error']}" for f in failures[:shown])
@@ -158,6 +183,8 @@ def summarize(rows: Sequence[dict], failures: Sequence[dict], task: Task) -> dic
         "metrics": scores,
         "primary_metric": primary,
         "higher_is_better": task.higher_is_better,
+        **_sampling_statistics(rows, task, primary, DEFAULT_RESAMPLES if resamples is None else resamples,
+                               DEFAULT_SEED if seed is None else seed, collapse_threshold),
         # per-sample costs the adapter reported (timings, decode FLOPs, KV-cache reduction)
         **{f"mean_{k}": statistics.fmean(r[k] for r in rows if isinstance(r.get(k), float))
            for k in sorted(costs - _ROW_NON_COSTS)},
@@ -186,14 +213,17 @@ def evaluate(
     sort_by_length: bool = False,
     progress_every: int = 50,
     run_info: dict | None = None,
+    statistics: tuple[int, int, float] | None = None,
 ) -> dict[str, Any]:
     """Run the samples, write ``predictions.jsonl`` and ``metrics.json``.
 
     ``identity`` is what ``resume`` must match (default: method, budget, model
-    name, task name and the sample listing's fingerprint)."""
+    name, task name and the sample listing's fingerprint). ``statistics``:
+    (bootstrap resamples, bootstrap seed, collapse threshold), default the
+    metrics modules' defaults."""
     say = log or logger.info
     if identity is None:
-        identity = {"method": method.describe(), "budget": vars(budget), "model": model.name, "task": task.name,
+        identity = {"method": method.describe(), "budget": budget.describe(), "model": model.name, "task": task.name,
                     "dataset": {"fingerprint": dataset_fingerprint(samples)}}
     index_of = {s.id: i for i, s in enumerate(samples)}
     # locked (check() takes the lock first) until this block ends; a run that stops before its
@@ -223,7 +253,7 @@ def evaluate(
                     failures.extend(batch_failures)
                     new_rows = []
                     if ready:
-                        prompts = [task.prompt(model.family, s) for s in ready]
+                        prompts = [task.prompt(model.family, s, model.uses_default_prompt) for s in ready]
                         prompt = prompts[0] if len(set(prompts)) == 1 else prompts
                         gens = model.generate(audios, prompt, method, budget, task.max_new_tokens,
                                               [s.id for s in ready])
@@ -248,9 +278,9 @@ def evaluate(
             "task": task.name,
             "method": method.name,
             "method_settings": method.describe(),
-            "budget_model": budget.model,
-            "flops_target": budget.flops,
-            **summarize(rows, failures, task),
+            "budget_model": budget.cost_model,  # a stable key: analytic | token_layer (earlier runs: flops | paper)
+            "flops_target": budget.target,
+            **summarize(rows, failures, task, **_statistics_kwargs(statistics)),
             "wall_s": wall_s,
             "timed_samples": timed,
             "samples_per_s": timed / wall_s if wall_s > 0 and timed else None,
@@ -259,7 +289,7 @@ def evaluate(
         folder.finish(metrics)  # metrics.json; only then are results that overwrite=true set aside removed
     primary = metrics["primary_metric"]
     say(
-        f"[{task.name}] {model.name} | {method.name} flops target {budget.flops:.2f} "
+        f"[{task.name}] {model.name} | {method.name} flops target {budget.target:.2f} "
         f"realised {metrics['flops_realized']:.3f} | {primary}={metrics['metrics'].get(primary)} "
         f"| {len(rows)} samples, {len(failures)} failed, {metrics['repetition_loops']} loops | {folder.path}"
     )
@@ -325,7 +355,7 @@ def _check_method(method: ReductionMethod, budget: Budget, spec: StackSpec) -> N
     the stack or a KV-cache method on an encoder is a mistake at flops=0 too), then
     budget feasibility."""
     method.validate(spec)
-    if budget.flops > 0:
+    if budget.reduces:
         # every position audio: the most favourable layout, so an error here holds for every sample
         budget.base_ratio(method, spec, TokenLayout(fixed=0, spans=(1500,)))
 
@@ -431,7 +461,7 @@ def prepare(cfg: Any, dataset_choice: str | None = None, datasets: dict | None =
     check_tree(cfg.task, "task")
     task = Task.from_config(cfg.task, _instantiate)
     method = build(cfg.method, "method")
-    budget = build(cfg.budget, "budget")
+    budget = build(cfg.cost_model, "cost_model")
     _check_device(cfg.model)
     spec = _peek_spec(cfg.model)
     if spec is not None:
@@ -445,14 +475,17 @@ def prepare(cfg: Any, dataset_choice: str | None = None, datasets: dict | None =
         if not samples:
             raise ConfigError(f"shard {settings.shard} of {settings.num_shards} is empty: the dataset has fewer samples")
     family = cfg.model.get("family") or _model_class(cfg.model).family
-    for s in samples[:1]:
-        task.prompt(family, s)  # a missing prompt or prompt field fails here, not after loading
+    uses_default = getattr(_model_class(cfg.model), "uses_default_prompt", False)
+    for s in samples[:1]:  # a missing prompt or prompt field, or one the model's settings contradict, fails here
+        prompt = task.prompt(family, s, uses_default)
+        _model_class(cfg.model).check_prompt(prompt, **{k: v for k, v in _plain(cfg.model).items()
+                                                        if not k.startswith("_")})
     throughput = getattr(_model_class(cfg.model), "throughput_settings", frozenset())
     identity = {
         "model": {k: v for k, v in _plain(cfg.model).items() if k not in throughput},
         "task": _plain(cfg.task),
         "method": method.describe(),
-        "budget": _plain(cfg.budget),
+        "budget": _plain(cfg.cost_model),  # the budget: the cost model's node, with its flops
         "dataset": dataset_info,
         "subset": {"limit": settings.limit, "shard": settings.shard, "num_shards": settings.num_shards,
                    "num_samples": len(samples)},
@@ -466,6 +499,16 @@ def _hydra_choice(group: str) -> str | None:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def _hydra_choices() -> dict[str, str | None]:
+    """The config chosen in each group (model, task, dataset, method, cost model, ...): what names the
+    run's tables (fastadasp.analysis.names); empty outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    return {group: choice for group, choice in HydraConfig.get().runtime.choices.items() if not group.startswith("hydra")}
 
 
 def main(cfg, model_cache: ModelCache | None = None) -> dict[str, Any]:
@@ -488,12 +531,13 @@ def main(cfg, model_cache: ModelCache | None = None) -> dict[str, Any]:
         "shard": {"index": settings.shard, "count": settings.num_shards},
         "batch_size": settings.batch_size,
         "config": resolved_config(cfg),
+        "choices": _hydra_choices(),
         **environment(model),
     }
     metrics = evaluate(
         model, task, samples, method, budget, cfg.output_dir, settings.batch_size, settings.resume,
         overwrite=settings.overwrite, identity=identity, sort_by_length=settings.sort_by_length,
-        progress_every=settings.progress_every, run_info=run_info,
+        progress_every=settings.progress_every, run_info=run_info, statistics=settings.statistics,
     )
     if cfg.logger.get("wandb"):
         from .wandb_logger import log_run

@@ -17,13 +17,15 @@ Decisions (the paper does not publish them):
   forward hook on the last block; the audio positions after reduction come
   from the adapter's ``prefill`` (the reducer state's spans).
 * ``std`` is torch's default (unbiased, ``correction=1``).
-* The ratio is applied directly (:class:`FixedRatio`), not through a FLOPs
-  budget: no budget model can ask for a merge at the last layer (the paper
-  model's largest reduction there is 0), and TE compares equal merges.
+* The ratio is applied directly (:class:`~fastadasp.reduction.FixedRatio`),
+  not through a FLOPs budget: no cost model can ask for a merge at the last
+  layer (the token-layer model's largest reduction there is 0), and TE
+  compares equal merges.
 * The selection rule is ours (:func:`select_layer`): the lowest-TE layer
   (``min_te``) or the first local minimum of the curve (``first_local_min``)
   among layers at or after ``min_layer`` that can reach the evaluation target
-  ``max_flops`` under the chosen budget model (:func:`max_feasible_flops`).
+  ``max_flops`` under the chosen cost model, ``rule.budget_model``
+  (:func:`max_feasible_flops`).
   The reference layer is never selected: its TE of 0 is a definition.
 """
 
@@ -41,17 +43,17 @@ import torch
 from torch import Tensor
 
 from ..data.manifest import Sample, read_audios
-from ..engine import Budget
 from .instantiate import instantiate as _instantiate
 from ..reduction import (
     FastAdaSPSparse,
-    ReductionMethod,
+    FixedRatio,
     StackSpec,
     TokenLayout,
     flops_reduction,
     layer_ratios,
     simulate_tokens,
 )
+from ..reduction.budget import COST_MODEL_NAMES, cost_model_name
 from ..reduction.ops import segment_lengths
 
 __all__ = [
@@ -72,32 +74,14 @@ __all__ = [
 ]
 
 RULES = ("min_te", "first_local_min")
-BUDGET_MODELS = ("flops", "paper")
+#: the values of ``rule.budget_model``: the cost models (``flops`` / ``paper`` are their deprecated names)
+BUDGET_MODELS = COST_MODEL_NAMES
 #: the largest base ratio the FLOPs solver tries (``floor(n * r) = n - 1`` per span)
 _R_MAX = 1.0 - 1e-9
 
 
 class CalibrationOverlapError(ValueError):
     """Calibration utterances that are also evaluation utterances."""
-
-
-@dataclass(frozen=True)
-class FixedRatio(Budget):
-    """A base ratio applied as is, not solved from a FLOPs target.
-
-    ``flops`` only switches the reducer on (it reduces when ``flops > 0``);
-    :meth:`base_ratio` returns ``ratio`` for every sample and method."""
-
-    ratio: float = 0.5
-    model: str = "ratio"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.ratio < 1:
-            raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
-        object.__setattr__(self, "flops", self.ratio)
-
-    def base_ratio(self, method: ReductionMethod, spec: StackSpec, layout: TokenLayout) -> float:
-        return self.ratio
 
 
 def entropy_proxy(hidden: Tensor, mask: Tensor) -> Tensor:
@@ -126,25 +110,25 @@ def check_no_overlap(calibration: Sequence[Sample], evaluation: Sequence[Sample]
 def max_feasible_flops(
     layer: int, spec: StackSpec, budget_model: str, layouts: Sequence[TokenLayout] = ()
 ) -> float:
-    """The largest FLOPs reduction a single merge at ``layer`` can reach.
+    """The largest FLOPs reduction a single merge at ``layer`` can reach under the
+    cost model ``budget_model``.
 
-    ``paper``: the token-layer bound ``1 - (L+1)/N`` (exclusive: the solver
-    needs ``m < bound``). ``flops``: the analytic count with every span merged
+    ``token_layer``: the bound ``1 - (L+1)/N`` (exclusive: the solver needs
+    ``m < bound``). ``analytic``: the analytic count with every span merged
     down to one token, for the least favourable calibration utterance (the
     solver runs per sample, and one infeasible sample fails a run)."""
     n = spec.num_layers
-    if budget_model == "paper":
+    budget_model = cost_model_name(budget_model, "rule.budget_model")
+    if budget_model == "token_layer":
         return 1 - (layer + 1) / n
-    if budget_model != "flops":
-        raise ValueError(f"unknown budget model {budget_model!r}; expected one of {BUDGET_MODELS}")
     if not layouts:
-        raise ValueError("the flops budget model needs the calibration utterances' token layouts")
+        raise ValueError("the analytic cost model needs the calibration utterances' token layouts")
     ratios = layer_ratios("single", n, layer, _R_MAX)
     return min(flops_reduction(spec, simulate_tokens(t, ratios), t.total) for t in layouts)
 
 
 def _feasible(max_flops: float, bound: float, budget_model: str) -> bool:
-    return max_flops < bound if budget_model == "paper" else max_flops <= bound
+    return max_flops < bound if budget_model == "token_layer" else max_flops <= bound
 
 
 @dataclass
@@ -223,6 +207,7 @@ def transfer_entropy_curve(
     log: Callable[[str], None] = print,
 ) -> tuple[list[LayerTE], float]:
     """TE of every candidate layer and the reference entropy."""
+    budget_model = cost_model_name(budget_model, "rule.budget_model")
     spec: StackSpec = model.stack_spec
     n = spec.num_layers
     candidates = sorted(set(range(n) if layers is None else layers))
@@ -381,8 +366,10 @@ def main(cfg: Any, log: Callable[[str], None] = print) -> dict:
     rule = _plain(cfg.rule)
     if rule["name"] not in RULES:
         raise ValueError(f"rule.name={rule['name']!r}: expected one of {RULES}")
-    if rule["budget_model"] not in BUDGET_MODELS:
-        raise ValueError(f"rule.budget_model={rule['budget_model']!r}: expected one of {BUDGET_MODELS}")
+    given = rule["budget_model"]
+    rule["budget_model"] = cost_model_name(given, "rule.budget_model")
+    if given != rule["budget_model"]:
+        log(f"warning: rule.budget_model={given} is deprecated: use rule.budget_model={rule['budget_model']}")
     if not 0 <= rule["max_flops"] < 1:
         raise ValueError(f"rule.max_flops must be in [0, 1), got {rule['max_flops']}")
     if not 0 < cfg.ratio < 1:
@@ -408,7 +395,7 @@ def main(cfg: Any, log: Callable[[str], None] = print) -> dict:
         log(f"skipped {failure['id']}: {failure['error']}")
     if not used:
         raise RuntimeError(f"no calibration utterance could be read; failures: {failures[:5]}")
-    prompts = [task.prompt(model.family, s) for s in used]
+    prompts = [task.prompt(model.family, s, model.uses_default_prompt) for s in used]
     layers = None if cfg.layers is None else [int(l) for l in cfg.layers]
     curve, h_ref = transfer_entropy_curve(
         model, audios, prompts, [s.id for s in used], layers, float(cfg.ratio), int(cfg.batch_size),
@@ -443,7 +430,8 @@ def main(cfg: Any, log: Callable[[str], None] = print) -> dict:
         "selected_layer": selected,
         "rule": {"name": rule["name"], "max_flops": float(rule["max_flops"]), "budget_model": rule["budget_model"],
                  "min_layer": int(rule["min_layer"]), "feasibility": (
-                     "max_flops < 1 - (L+1)/N (paper token-layer model)" if rule["budget_model"] == "paper" else
+                     "max_flops < 1 - (L+1)/N (the authors' token-layer model)"
+                     if rule["budget_model"] == "token_layer" else
                      "max_flops <= analytic FLOPs reduction with every span merged to one token at L, "
                      "least favourable calibration utterance"), **how},
         "command": _command(),

@@ -17,9 +17,10 @@ and ``aqa.yaml`` for uses):
   the template (families with a single template ignore it).
 - ``prompt_conditions: {family: {when: {variable: value}, why: text}}``: the
   family's prompt only runs where the task variables hold these values.
-- ``dataset_agreement: {fields: {variable: sample field}, fix: text}``: a task
-  variable and a sample field that both say the same thing (a language) must
-  agree, for every sample that has the field.
+- ``dataset_agreement: {fields: {variable: sample field}, fix: text, unset: [values]}``:
+  a task variable and a sample field that both say the same thing (a language) must
+  agree, for every sample that has the field; a variable holding one of ``unset``
+  (default: null) names nothing and agrees with every sample.
 - ``extra_references: {metric keyword: sample field}``: more reference fields,
   recorded in each prediction row and handed to the metric by keyword.
 """
@@ -32,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ConfigError
 
-__all__ = ["Task", "TaskConfigError", "TaskDataError", "sample_fields"]
+__all__ = ["DEFAULT_PROMPT", "Task", "TaskConfigError", "TaskDataError", "sample_fields"]
 
 
 class TaskDataError(ValueError):
@@ -55,6 +56,9 @@ def sample_fields(sample) -> dict[str, Any]:
         fields["choices_text"] = "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(choices))
     return fields
 
+
+#: the ``prompts`` key of the family-independent fallback: a plain instruction without any model's tokens
+DEFAULT_PROMPT = "default"
 
 #: fields every sample offers to prompts (derived from its own fields)
 _DERIVED = {"id", "audio_path", "choices_text", "labels_text"}
@@ -115,7 +119,10 @@ class Task:
     """One evaluation task (see ``configs/task/``).
 
     ``prompts``: template per model family (or ``{style: template}``, picked by
-    ``prompt_style``); ``{field}`` is filled from the sample (``{question}``,
+    ``prompt_style``), and ``default``: the family-independent fallback, a plain
+    instruction without any model's tokens, for the families that have no prompt
+    of their own and whose adapter formats an instruction itself
+    (``SpeechModel.uses_default_prompt``); ``{field}`` is filled from the sample (``{question}``,
     ``{choices_text}``) or ``variables`` (``{target_language}``; a variable wins
     over a sample field of the same name); literal braces are doubled.
     ``reference``: the sample field scored against. ``requires``: fields every
@@ -142,6 +149,8 @@ class Task:
     #: task variable -> sample field that must agree with it (language tags), and the fix to name
     agreement_fields: dict[str, str] = field(default_factory=dict)
     agreement_fix: str = ""
+    #: values of an agreement variable that name nothing (e.g. null, "auto"): no sample contradicts them
+    agreement_unset: tuple = (None,)
     #: metric keyword -> sample field: more references the metric reads (recorded in each row)
     extra_references: dict[str, str] = field(default_factory=dict)
     #: the task settings that ``choices`` checks, named in messages (e.g. {"pair": "en_de"})
@@ -163,14 +172,14 @@ class Task:
         fields = sample_fields(sample)
         return {k: fields[k] for k in self.recorded_fields if k in fields}
 
-    def _styled(self, family: str) -> str:
-        """The family's template: its only one, or the one of ``prompt_style``."""
-        entry = self.prompts[family]
+    def _styled(self, key: str) -> str:
+        """The template under ``key`` (a family or ``default``): its only one, or the one of ``prompt_style``."""
+        entry = self.prompts[key]
         if isinstance(entry, str):
             return entry
         if self.prompt_style not in entry:
             raise TaskConfigError(
-                f"task {self.name!r}: the {family} prompt has styles {sorted(entry)}, not {self.prompt_style!r}; "
+                f"task {self.name!r}: the {key} prompt has styles {sorted(entry)}, not {self.prompt_style!r}; "
                 f"set task.prompt_style=ONE_OF_THEM"
             )
         return entry[self.prompt_style]
@@ -188,29 +197,41 @@ class Task:
                     f"{settings} gives {variable}={actual!r}; {fix}"
                 )
 
-    def template(self, family: str) -> str:
-        """The prompt template for a model family; a clear error when the task has none."""
-        if family not in self.prompts:
-            raise TaskConfigError(
-                f"task {self.name!r} has no prompt for model family {family!r}; "
-                f"it has prompts for {sorted(self.prompts)}"
-            )
-        template = self._styled(family)
-        self._check_conditions(family)
+    def prompt_key(self, family: str, uses_default: bool = False) -> str:
+        """Which entry of ``prompts`` a family gets: its own, else ``default`` when its
+        adapter formats a plain instruction itself (``uses_default``); a clear error otherwise."""
+        if family in self.prompts:
+            return family
+        if uses_default and DEFAULT_PROMPT in self.prompts:
+            return DEFAULT_PROMPT
+        families = sorted(k for k in self.prompts if k != DEFAULT_PROMPT)
+        fallback = ("and a default prompt (a plain instruction), which this family's adapter does not take "
+                    "(its uses_default_prompt is False)" if DEFAULT_PROMPT in self.prompts else "and no default prompt")
+        raise TaskConfigError(
+            f"task {self.name!r} has no prompt for model family {family!r}; it has prompts for {families} {fallback}"
+        )
+
+    def template(self, family: str, uses_default: bool = False) -> str:
+        """The prompt template for a model family (see :meth:`prompt_key`); a clear error when the task has none."""
+        key = self.prompt_key(family, uses_default)
+        template = self._styled(key)
+        self._check_conditions(key)
         unknown = _template_fields(template) - set(self.required_fields) - set(self.variables) - _DERIVED
         if unknown:
             raise TaskConfigError(
-                f"task {self.name!r}: the {family} prompt uses {sorted(unknown)}, which are neither sample "
+                f"task {self.name!r}: the {key} prompt uses {sorted(unknown)}, which are neither sample "
                 f"fields the task requires ({self.required_fields}) nor task variables ({sorted(self.variables)})"
             )
         return template
 
     def prompt_for(self, model) -> str:
         """The template for ``model.family`` (kept for callers of the first runner)."""
-        return self.template(model.family)
+        return self.template(model.family, model.uses_default_prompt)
 
-    def prompt(self, family: str, sample) -> str:
-        template = self.template(family)
+    def prompt(self, family: str, sample, uses_default: bool = False) -> str:
+        """``sample``'s prompt for a model family; ``uses_default``: the adapter's
+        ``uses_default_prompt`` (a family without its own prompt then gets ``default``)."""
+        template = self.template(family, uses_default)
         if not _template_fields(template):
             return template
         return template.format_map({**sample_fields(sample), **self.variables})  # the config names the language
@@ -224,6 +245,8 @@ class Task:
         the message names the field, both values and examples."""
         for variable, field_name in self.agreement_fields.items():
             wanted = self.variables.get(variable)
+            if wanted in self.agreement_unset:
+                continue
             bad = [(s.id, value) for s in samples
                    if (value := sample_fields(s).get(field_name)) is not None and not _same_language(value, wanted)]
             if bad:
@@ -302,6 +325,7 @@ class Task:
             prompt_conditions=plain("prompt_conditions", {}) or {},
             agreement_fields=dict(agreement.get("fields") or {}),
             agreement_fix=agreement.get("fix") or "",
+            agreement_unset=tuple(agreement.get("unset", [None])),
             extra_references=plain("extra_references", {}) or {},
             settings={k: node.get(k) for k in (plain("choices", {}) or {})},
         )
