@@ -4,6 +4,7 @@
 # under cost_model=analytic and cost_model=token_layer.
 #   bash scripts/reproduce_results.sh [SET ...]          (default: demo_dense_large)
 #   MODEL=whisper_base LAYER=2 COST_MODELS=analytic bash scripts/reproduce_results.sh demo_dense_large
+#   FLOPS=0.1,0.3,0.5 EXTRA_SEEDS=1 ...   (a coarser grid: fewer budgets, seeds 0 and 1)
 # MODEL: the model config (default whisper_tiny_en); LAYER: the single-layer methods' layer (the layer
 # Transfer-Entropy selection chose for that model: results/transfer_entropy/); COST_MODELS: which cost
 # models to sweep. A budget that a method cannot reach (token_layer, late single layers) fails before
@@ -18,7 +19,9 @@ MODEL=${MODEL:-whisper_tiny_en}
 OUT=${OUT:-results/runs/$MODEL}
 LAYER=${LAYER:-1}
 COST_MODELS=${COST_MODELS:-analytic token_layer}
-FLOPS=0.1,0.2,0.3,0.4,0.5
+FLOPS=${FLOPS:-0.1,0.2,0.3,0.4,0.5}
+# seeds of the random baselines beyond seed 0 (empty: seed 0 only)
+EXTRA_SEEDS=${EXTRA_SEEDS-1,2}
 status=0
 # resume=true: an interrupted sweep continues where it stopped; finished runs are only re-summarised.
 # Order: every method once under the analytic cost model first (random baselines with seed 0), then the
@@ -38,8 +41,9 @@ for s in ${@:-demo_dense_large}; do
     sweep "$s" "$cost" atome method=atome method.cap_to_budget="$cap"
     sweep "$s" "$cost" random_seed0 method=random_merge,random_evict method.layer="$LAYER" seed=0
   done
-  for cost in $COST_MODELS; do
-    sweep "$s" "$cost" random_seed12 method=random_merge,random_evict method.layer="$LAYER" seed=1,2
+  [ -n "$EXTRA_SEEDS" ] && for cost in $COST_MODELS; do
+    sweep "$s" "$cost" "random_seed${EXTRA_SEEDS//,/}" method=random_merge,random_evict method.layer="$LAYER" \
+      seed="$EXTRA_SEEDS"
   done
 done
 # ablation behind the method ordering (results/README.md): FastAdaSP's selection with a plain mean
