@@ -24,7 +24,7 @@ run task=lid dataset=demo_lid method=none hydra.run.dir="$OUT/lid/full"
 sweep() {  # sweep <folder> <task overrides...> -- every method
   local folder=$1; shift
   for spec in "dense method=fastadasp_dense method.schedule=constant,decay" \
-              "single_layer method=fastadasp_sparse,fastv method.layer=$LAYER" \
+              "single_layer method=fastadasp_sparse,fastv method.layer=choice($LAYER)" \
               "atome method=atome method.cap_to_budget=true" \
               "random method=random_merge,random_evict method.layer=$LAYER seed=$SEEDS"; do
     name=${spec%% *}; args=${spec#* }

@@ -26,6 +26,8 @@ status=0
 # resume=true: an interrupted sweep continues where it stopped; finished runs are only re-summarised.
 # Order: every method once under the analytic cost model first (random baselines with seed 0), then the
 # paper's token-layer model, then the other two seeds of the random baselines.
+# method.layer=choice(N), not method.layer=N: Hydra composes a multirun's master config with the default
+# method (none, which has no layer) before it expands method=a,b; a one-value sweep is left to each job.
 sweep() {  # sweep <set> <cost model> <name> <overrides...>
   local s=$1 cost=$2 name=$3; shift 3
   "$PY" run.py -m model="$MODEL" dataset="$s" batch_size=16 cost_model="$cost" resume=true flops=$FLOPS "$@" \
@@ -37,12 +39,12 @@ for s in ${@:-demo_dense_large}; do
   for cost in $COST_MODELS; do
     # A-ToMe capped to the target under the analytic model; uncapped (as the paper ran it) under the paper's
     cap=$([ "$cost" = analytic ] && echo true || echo false)
-    sweep "$s" "$cost" single_layer method=fastadasp_sparse,fastv method.layer="$LAYER"
+    sweep "$s" "$cost" single_layer method=fastadasp_sparse,fastv method.layer="choice($LAYER)"
     sweep "$s" "$cost" atome method=atome method.cap_to_budget="$cap"
-    sweep "$s" "$cost" random_seed0 method=random_merge,random_evict method.layer="$LAYER" seed=0
+    sweep "$s" "$cost" random_seed0 method=random_merge,random_evict method.layer="choice($LAYER)" seed=0
   done
   [ -n "$EXTRA_SEEDS" ] && for cost in $COST_MODELS; do
-    sweep "$s" "$cost" "random_seed${EXTRA_SEEDS//,/}" method=random_merge,random_evict method.layer="$LAYER" \
+    sweep "$s" "$cost" "random_seed${EXTRA_SEEDS//,/}" method=random_merge,random_evict method.layer="choice($LAYER)" \
       seed="$EXTRA_SEEDS"
   done
 done
