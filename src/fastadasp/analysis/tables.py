@@ -766,13 +766,15 @@ def _long_audio_tables(bench: pd.DataFrame) -> list[Table]:
                 "RTF": stat("rtf", 1, 3), "Prefill (s)": stat("prefill_s", 1, 3), "Decode (s)": stat("decode_s", 1, 3),
                 "Throughput (tok/s)": (thr_text, thr), "KV cache (MiB)": (kv_text, kv),
                 "KV vs full": (MISSING if math.isnan(kv_ratio) else f"{kv_ratio:.3f}", kv_ratio),
-                # decode speed-up over its memory-traffic ideal (W + 3C_full) / (W + 3C_reduced): the engine's
-                # share of the gap, apart from the method's limit (benchmarks without it: "—")
-                "Decode of ideal": stat("decode_fraction_of_ideal", 1, 2) if method != "none" else (MISSING, math.nan),
                 "Peak mem (MiB)": stat("peak_mem_bytes", 1 / 2**20, 1),
                 "Repeats": (str(int(runs["repeats"].sum())) if "repeats" in runs else MISSING,
                             float(runs["repeats"].sum()) if "repeats" in runs else math.nan),
             }
+            # the decode speed-up over its memory-traffic ideal (W + 3C_full) / (W + 3C_reduced): the engine's
+            # share of the gap, apart from the method's limit; only for benchmarks that record it (issue 19)
+            if "decode_fraction_of_ideal" in sub:
+                cols["Decode of ideal"] = (stat("decode_fraction_of_ideal", 1, 2) if method != "none"
+                                           else (MISSING, math.nan))
             rows_text.append({k: v[0] for k, v in cols.items()})
             rows_val.append({k: v[1] for k, v in cols.items()})
         files = sorted(set(sub["file"]))
