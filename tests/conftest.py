@@ -1,13 +1,18 @@
 """Shared fixtures: one thread (two noisy cores), tiny random models built locally; the
-method matrices' list of methods, read from configs/method/ (``from conftest import method_params``)."""
+method matrices' list of methods, read from configs/method/ (``from conftest import method_params``);
+the repository's paths, noise-clip manifests and tiny-Whisper run configs, test tones and the tiny
+speech LMs (``lm``), and a record of the prompts the speech LMs were given (``prompts_seen``)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 torch.set_num_threads(1)
@@ -30,8 +35,15 @@ import fastadasp.run.config  # noqa: E402,F401  (registers the typed top-level s
 from fastadasp.reduction import ReductionMethod, StackSpec  # noqa: E402
 from fastadasp.reduction.methods import MethodSettingsError  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 METHOD_CONFIGS = CONFIGS / "method"
+SR = 16000
+#: a prompt for each tiny speech-LM family, in the family's own format
+TINY_LM_PROMPTS = {
+    "qwen2_audio": "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe the audio into English text.",
+    "audioflamingo3": "<|im_start|>user\n<sound>Transcribe the audio.<|im_end|>\n<|im_start|>assistant\n",
+}
 
 
 def compose_run(*overrides: str, hydra_config: bool = False):
@@ -41,6 +53,45 @@ def compose_run(*overrides: str, hydra_config: bool = False):
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_config)
+
+
+def tiny_whisper_overrides(model_dir, manifest, *extra: str, max_new_tokens: int = 3) -> list[str]:
+    """Overrides that run the Hugging Face Whisper at ``model_dir`` (the tiny one) on the manifest
+    ``manifest``, decoding at most ``max_new_tokens`` tokens, then ``extra``."""
+    return ["model=whisper_hf", f"model.source={model_dir}", "dataset=manifest", f"dataset.path={manifest}",
+            f"task.max_new_tokens={max_new_tokens}", *extra]
+
+
+def tiny_whisper_run(model_dir, manifest, out, *extra: str, max_new_tokens: int = 3):
+    """The run config of :func:`tiny_whisper_overrides` writing into ``out``."""
+    return compose_run(*tiny_whisper_overrides(model_dir, manifest, f"output_dir={out}", *extra,
+                                               max_new_tokens=max_new_tokens))
+
+
+def noise_clips(root: Path, n: int, *, seed: int, first: int, step: int,
+                text: str = "hello number {i}") -> list[dict]:
+    """``n`` seeded noise clips ``root/wav/a{i}.wav`` (16 kHz, ``first + step * i`` samples) and
+    their manifest rows: id ``s{i}``, the audio path relative to ``root``, ``text`` formatted with ``i``."""
+    rng = np.random.default_rng(seed)
+    (root / "wav").mkdir()
+    rows = []
+    for i in range(n):
+        sf.write(root / "wav" / f"a{i}.wav", rng.normal(0, 0.1, first + step * i).astype("float32"), SR)
+        rows.append({"id": f"s{i}", "audio": f"wav/a{i}.wav", "text": text.format(i=i)})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """``rows`` as a JSON-lines file at ``path``."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def tone(seconds: float, seed: int) -> np.ndarray:
+    """A seeded sine (its pitch set by ``seed``) in light noise, 16 kHz float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * (200 + 150 * seed) * t) + rng.normal(0, 0.05, t.shape)).astype("float32")
 
 
 def method_config_names() -> list[str]:
@@ -82,6 +133,35 @@ def skip_unless_applicable(method: ReductionMethod, spec: StackSpec) -> None:
         method.validate(spec)
     except MethodSettingsError as refusal:
         pytest.skip(str(refusal))
+
+
+@pytest.fixture(scope="module", params=list(TINY_LM_PROMPTS))
+def lm(request):
+    """Each tiny speech-LM family (``tiny:qwen2_audio``, ``tiny:audioflamingo3``), its
+    ``prompt`` attribute set to the family's :data:`TINY_LM_PROMPTS` entry."""
+    from fastadasp.models.audioflamingo3 import AudioFlamingo3Model
+    from fastadasp.models.qwen2_audio import Qwen2AudioModel
+
+    cls = {"qwen2_audio": Qwen2AudioModel, "audioflamingo3": AudioFlamingo3Model}[request.param]
+    model = cls(f"tiny:{request.param}")
+    model.prompt = TINY_LM_PROMPTS[request.param]
+    return model
+
+
+@pytest.fixture()
+def prompts_seen(monkeypatch):
+    """Records the prompt each sample was given (the speech LMs' shared input seam, ``SpeechLM.prepare``)."""
+    from fastadasp.models.speech_lm import SpeechLM
+
+    seen: list[str] = []
+    original = SpeechLM.prepare
+
+    def spy(self, audios, prompt):
+        seen.extend([prompt] * len(audios) if isinstance(prompt, str) else prompt)
+        return original(self, audios, prompt)
+
+    monkeypatch.setattr(SpeechLM, "prepare", spy)
+    return seen
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import compose_run
+from conftest import CONFIGS, ROOT, compose_run
 from hydra.utils import instantiate
 
 import fastadasp.run.config  # noqa: F401  (registers run.py's typed schema, run_schema)
@@ -49,8 +49,6 @@ from fastadasp.run.config import (
     rewrite_deprecated_overrides,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 ENGINE = ROOT / "src" / "fastadasp" / "engine"
 
 ENCODER = StackSpec(num_layers=4, d_model=384, num_heads=6, num_kv_heads=6, head_dim=64, ffn_dim=1536)

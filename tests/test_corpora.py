@@ -61,6 +61,12 @@ def _load(fixture: fixtures.CorpusFixture, **overrides):
     return LOADERS[fixture.name](fixture.root, **{**fixture.kwargs, **overrides})
 
 
+def refused(match: str, load, *args, **kwargs) -> None:
+    """``load(*args, **kwargs)`` raises a CorpusError whose message matches ``match``."""
+    with pytest.raises(CorpusError, match=match):
+        load(*args, **kwargs)
+
+
 def _copy(fixture: fixtures.CorpusFixture, tmp_path: Path) -> Path:
     target = tmp_path / fixture.root.name
     shutil.copytree(fixture.root, target)
@@ -117,8 +123,7 @@ def test_covost2_full_tsv_filters_the_split(tmp_path):
     samples = _load(fixture)
     assert [s.id for s in samples] == list(fixture.expected)
     assert samples[1].extra["translation"] == 'Er sagte "guten Morgen" zu allen.'
-    with pytest.raises(CorpusError, match=r"covost_v2\.en_de\.tsv: no rows for split 'dev'"):
-        load_covost2(fixture.root, split="dev")
+    refused(r"covost_v2\.en_de\.tsv: no rows for split 'dev'", load_covost2, fixture.root, split="dev")
 
 
 def test_clotho_aqa_majority_confidence_and_stable_ids(corpora):
@@ -140,21 +145,18 @@ def test_iemocap_sessions_and_label_mapping(corpora):
     assert [s.id for s in both][0] == "Ses01F_impro01_F000" and len(both) == len(fixture.expected) + 1
     originals = {s.extra["original_label"] for s in both}
     assert "fru" not in originals and {"exc", "hap"} <= originals
-    with pytest.raises(CorpusError, match="IEMOCAP session 3 not found"):
-        _load(fixture, sessions=[3])
+    refused("IEMOCAP session 3 not found", _load, fixture, sessions=[3])
 
 
 # ---------------------------------------------------------------- malformed corpora
 
 def test_librispeech_errors(corpora, tmp_path):
     root = _copy(corpora["librispeech"], tmp_path)
-    with pytest.raises(CorpusError, match=r"split 'test-other' not found .*found: test-clean"):
-        load_librispeech(root, split="test-other")
+    refused(r"split 'test-other' not found .*found: test-clean", load_librispeech, root, split="test-other")
     assert [s.id for s in load_librispeech(root / "test-clean")] == list(corpora["librispeech"].expected)
     trans = root / "test-clean" / "121" / "127105" / "121-127105.trans.txt"
     trans.write_text(trans.read_text() + "121-127105-0001\n")
-    with pytest.raises(CorpusError, match=r"121-127105\.trans\.txt:2: expected 'SPK-CHAPTER-UTT TRANSCRIPT'"):
-        load_librispeech(root)
+    refused(r"121-127105\.trans\.txt:2: expected 'SPK-CHAPTER-UTT TRANSCRIPT'", load_librispeech, root)
 
 
 def test_covost2_errors(corpora, tmp_path):
@@ -162,13 +164,10 @@ def test_covost2_errors(corpora, tmp_path):
     tsv = root / "covost_v2.en_de.test.tsv"
     lines = tsv.read_text().splitlines()
     tsv.write_text("\n".join([lines[0], lines[1], lines[2] + "\textra"]) + "\n")
-    with pytest.raises(CorpusError, match=r"covost_v2\.en_de\.test\.tsv:3: expected 4 fields, got 5"):
-        load_covost2(root)
+    refused(r"covost_v2\.en_de\.test\.tsv:3: expected 4 fields, got 5", load_covost2, root)
     tsv.write_text("\n".join([lines[0].replace("translation", "target")] + lines[1:]) + "\n")
-    with pytest.raises(CorpusError, match=r"test\.tsv:1: missing column\(s\) translation"):
-        load_covost2(root)
-    with pytest.raises(CorpusError, match=r"no CoVoST 2 TSV for pair 'en_zh'.*covost_v2\.en_zh-CN\.test\.tsv"):
-        load_covost2(root, pair="en_zh")
+    refused(r"test\.tsv:1: missing column\(s\) translation", load_covost2, root)
+    refused(r"no CoVoST 2 TSV for pair 'en_zh'.*covost_v2\.en_zh-CN\.test\.tsv", load_covost2, root, pair="en_zh")
 
 
 def test_meld_errors(corpora, tmp_path):
@@ -176,25 +175,20 @@ def test_meld_errors(corpora, tmp_path):
     table = root / "test_sent_emo.csv"
     original = table.read_bytes()
     table.write_bytes(original.replace(b",joy,", b",happy,"))
-    with pytest.raises(CorpusError, match=r"test_sent_emo\.csv:4: column Emotion: unknown label 'happy'"):
-        load_meld(root)
+    refused(r"test_sent_emo\.csv:4: column Emotion: unknown label 'happy'", load_meld, root)
     table.write_bytes(original.replace(b",0,1,3,19,", b",0,one,3,19,"))
-    with pytest.raises(CorpusError, match=r"test_sent_emo\.csv:4: column Utterance_ID must be an integer"):
-        load_meld(root)
-    with pytest.raises(CorpusError, match=r"table not found: .*dev_sent_emo\.csv"):
-        load_meld(root, split="dev")
+    refused(r"test_sent_emo\.csv:4: column Utterance_ID must be an integer", load_meld, root)
+    refused(r"table not found: .*dev_sent_emo\.csv", load_meld, root, split="dev")
 
 
 def test_clotho_and_aqa_errors(corpora, tmp_path):
     root = _copy(corpora["clotho"], tmp_path)
     table = root / "clotho_captions_evaluation.csv"
     table.write_text(table.read_text().replace("caption_5", "caption_five", 1))
-    with pytest.raises(CorpusError, match=r"clotho_captions_evaluation\.csv:1: missing column\(s\) caption_5"):
-        load_clotho(root)
+    refused(r"clotho_captions_evaluation\.csv:1: missing column\(s\) caption_5", load_clotho, root)
     aqa = _copy(corpora["clotho_aqa"], tmp_path)
     (aqa / "clotho_aqa_test.csv").write_text("file_name,QuestionText,answer,confidence\n")
-    with pytest.raises(CorpusError, match=r"clotho_aqa_test\.csv: no samples found"):
-        load_clotho_aqa(aqa)
+    refused(r"clotho_aqa_test\.csv: no samples found", load_clotho_aqa, aqa)
 
 
 def test_iemocap_malformed_label_line(corpora, tmp_path):
@@ -204,8 +198,7 @@ def test_iemocap_malformed_label_line(corpora, tmp_path):
     bad = next(i for i, line in enumerate(lines) if line.startswith("["))
     lines[bad] = lines[bad].replace("\t[", "\t(")
     labels.write_text("\n".join(lines) + "\n")
-    with pytest.raises(CorpusError, match=rf"Ses05M_script01_1\.txt:{bad + 1}: expected"):
-        load_iemocap(root)
+    refused(rf"Ses05M_script01_1\.txt:{bad + 1}: expected", load_iemocap, root)
 
 
 def test_sqa_manifest_validates_fields(tmp_path):
@@ -319,8 +312,7 @@ def test_hf_rows_decode_bytes_paths_and_arrays(corpora, tmp_path):
     assert len(by_id["d"].load_audio()) == 16000
     exported = by_id["b"].materialize(tmp_path)
     assert exported.name == "b.flac" and np.array_equal(read_audio(exported), read_audio(flac))
-    with pytest.raises(CorpusError, match=r"tiny: missing column\(s\) transcript"):
-        samples_from_table(table, source="tiny", text_column="transcript")
+    refused(r"tiny: missing column\(s\) transcript", samples_from_table, table, source="tiny", text_column="transcript")
     broken = _Table([{"audio": {"bytes": b"not audio" * 20, "path": "bad.wav"}}])
     (sample,) = samples_from_table(broken, source="tiny")
     with pytest.raises(AudioError, match="cannot read audio file"):

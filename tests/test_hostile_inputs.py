@@ -17,17 +17,14 @@ callback, ``run.log``, the sweep). The tiny random Whisper: plumbing, never scor
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-from conftest import compose_run
+from conftest import CONFIGS, ROOT, compose_run, noise_clips, tiny_whisper_run, write_jsonl
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -51,8 +48,6 @@ from fastadasp.run.runner import (
     main,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 ENCODER = StackSpec(num_layers=4, d_model=64, num_heads=4, num_kv_heads=4, head_dim=16, ffn_dim=128)
 DECODER = StackSpec(num_layers=4, d_model=64, num_heads=4, num_kv_heads=2, head_dim=16, ffn_dim=128,
@@ -63,15 +58,8 @@ DECODER = StackSpec(num_layers=4, d_model=64, num_heads=4, num_kv_heads=2, head_
 def data(tmp_path_factory):
     """A 2-clip manifest, one whose audio is all missing, an empty folder, a file."""
     root = tmp_path_factory.mktemp("hostile")
-    rng = np.random.default_rng(5)
-    (root / "wav").mkdir()
-    rows = []
-    for i in range(2):
-        sf.write(root / "wav" / f"a{i}.wav", rng.normal(0, 0.1, 8000 + 2000 * i).astype("float32"), 16000)
-        rows.append({"id": f"s{i}", "audio": f"wav/a{i}.wav", "text": f"hello number {i}"})
-    (root / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    gone = [{"id": f"g{i}", "audio": f"gone/g{i}.wav", "text": "x"} for i in range(4)]
-    (root / "gone.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gone))
+    write_jsonl(root / "m.jsonl", noise_clips(root, 2, seed=5, first=8000, step=2000))
+    write_jsonl(root / "gone.jsonl", [{"id": f"g{i}", "audio": f"gone/g{i}.wav", "text": "x"} for i in range(4)])
     (root / "empty").mkdir()
     (root / "a_file").write_text("not a folder")
     return root
@@ -86,8 +74,7 @@ def config_only(tiny_whisper_dir, tmp_path_factory):
 
 
 def tiny(model_dir, data, out, *extra):
-    return compose_run("model=whisper_hf", f"model.source={model_dir}", "dataset=manifest",
-                       f"dataset.path={data / 'm.jsonl'}", "task.max_new_tokens=3", f"output_dir={out}", *extra)
+    return tiny_whisper_run(model_dir, data / "m.jsonl", out, *extra)
 
 
 def run_py(*args, env=None, cwd=ROOT):

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 import torch
+from conftest import TINY_LM_PROMPTS, tone
 from reference_impl import Method, audio_spans, decoder_reference, schedule_ratios, whisper_encoder_reference
 
 from fastadasp.engine import Budget, TokenReducer
-from fastadasp.models.audioflamingo3 import AudioFlamingo3Model
 from fastadasp.models.qwen2_audio import Qwen2AudioModel
 from fastadasp.models.whisper import WHISPER_ENCODER_LAYOUT, encode_whisper, whisper_stack_spec
 from fastadasp.reduction import (
@@ -48,12 +47,7 @@ REL_TOL = 1e-5
 #: keys differ by 0 at layer 0 and at most 7e-7 at layer 3 of the tiny models. A closer call
 #: could go either way and would prove nothing, so the fixtures are chosen to stay clear of it
 MARGIN = 2e-6
-SR = 16000
 STEPS = 3  # logits compared: the prefill's and two decode steps'
-PROMPTS = {
-    "qwen2_audio": "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe the audio into English text.",
-    "audioflamingo3": "<|im_start|>user\n<sound>Transcribe the audio.<|im_end|>\n<|im_start|>assistant\n",
-}
 
 # name -> (engine method, reference method, schedule and start layer the ratios must follow)
 CASES = {
@@ -73,22 +67,8 @@ CASES = {
 PAPER_CASES = ["dense_constant", "dense_decay", "sparse", "atome_uncapped", "fastv", "random_merge"]
 
 
-def audio(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    return (0.3 * np.sin(2 * np.pi * (200 + 150 * seed) * t) + rng.normal(0, 0.05, t.shape)).astype("float32")
-
-
-AUDIOS = [audio(2.0, 0), audio(3.0, 1), audio(2.6, 2)]
+AUDIOS = [tone(2.0, 0), tone(3.0, 1), tone(2.6, 2)]
 KEYS = ["a", "b", "c"]
-
-
-@pytest.fixture(scope="module", params=["qwen2_audio", "audioflamingo3"])
-def lm(request):
-    cls = {"qwen2_audio": Qwen2AudioModel, "audioflamingo3": AudioFlamingo3Model}[request.param]
-    model = cls(f"tiny:{request.param}")
-    model.prompt = PROMPTS[request.param]
-    return model
 
 
 @dataclass
@@ -272,7 +252,7 @@ def test_nothing_crosses_a_span_boundary(lm, case):
 @pytest.fixture(scope="module")
 def qwen():
     model = Qwen2AudioModel("tiny:qwen2_audio")
-    model.prompt = PROMPTS["qwen2_audio"]
+    model.prompt = TINY_LM_PROMPTS["qwen2_audio"]
     return model
 
 
@@ -283,7 +263,7 @@ def test_span_modes_cover_the_audio_tokens_or_also_the_begin_tag(qwen):
     for span, begin in (("audio", None), ("paper", bos)):
         qwen.span = span
         try:
-            inputs, segments = qwen.prepare([AUDIOS[0], audio(65.0, 3)], long_prompt)
+            inputs, segments = qwen.prepare([AUDIOS[0], tone(65.0, 3)], long_prompt)
         finally:
             qwen.span = "audio"
         for i in range(2):

@@ -29,14 +29,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, noise_clips, tiny_whisper_overrides, tiny_whisper_run, write_jsonl
 
 from fastadasp.run import merge, score
 from fastadasp.run.merge import merge_shards
 from fastadasp.run.folder import KEPT_DIR, LOCK_FILE, RunFolder, RunFolderError
 from fastadasp.run.runner import ModelCache, main
 
-ROOT = Path(__file__).resolve().parents[1]
 HOST = socket.gethostname()
 #: one thread per subprocess: the tests share two noisy cores (conftest does the same in-process)
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -46,26 +45,12 @@ RESULTS = ("predictions.jsonl", "metrics.json", "settings.json")
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
     root = tmp_path_factory.mktemp("safety_data")
-    rng = np.random.default_rng(3)
-    (root / "wav").mkdir()
-    rows = []
-    for i in range(4):
-        sf.write(root / "wav" / f"a{i}.wav", rng.normal(0, 0.1, 8000 + 2000 * i).astype("float32"), 16000)
-        rows.append({"id": f"s{i}", "audio": f"wav/a{i}.wav", "text": f"hello number {i}"})
-    path = root / "m.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_jsonl(root / "m.jsonl", noise_clips(root, 4, seed=3, first=8000, step=2000))
 
 
-def overrides(tiny_whisper_dir, manifest, *extra):
-    return ["model=whisper_hf", f"model.source={tiny_whisper_dir}", "dataset=manifest", f"dataset.path={manifest}",
-            "task.max_new_tokens=3", *extra]
-
-
-def cfg_for(tiny_whisper_dir, manifest, out, *extra):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="config",
-                       overrides=overrides(tiny_whisper_dir, manifest, f"output_dir={out}", *extra))
+#: the tiny Whisper on a manifest, three decoded tokens: ``overrides(model_dir, manifest, *extra)``,
+#: and its run config writing into a folder: ``cfg_for(model_dir, manifest, out, *extra)``
+overrides, cfg_for = tiny_whisper_overrides, tiny_whisper_run
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -7,19 +7,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from functools import partial
 
-import numpy as np
 import pytest
-import soundfile as sf
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, noise_clips, tiny_whisper_overrides, tiny_whisper_run, write_jsonl
 
 from fastadasp.run import score
 from fastadasp.run.merge import merge_shards
 from fastadasp.run.folder import RunFolderError
 from fastadasp.run.runner import ModelCache, main
 
-ROOT = Path(__file__).resolve().parents[1]
 #: metrics.json keys that describe one process (timings, which shard), not the evaluation
 PER_PROCESS = {"wall_s", "samples_per_s", "shard", "config", "failures", "mean_encoder_s", "mean_decoder_s",
                "device", "git", "choices"}  # how the config was composed (empty outside Hydra)
@@ -27,27 +24,14 @@ PER_PROCESS = {"wall_s", "samples_per_s", "shard", "config", "failures", "mean_e
 
 @pytest.fixture()
 def manifest(tmp_path):
-    rng = np.random.default_rng(1)
-    (tmp_path / "wav").mkdir()
-    rows = []
-    for i in range(5):
-        sf.write(tmp_path / "wav" / f"a{i}.wav", rng.normal(0, 0.1, 12000 + 3000 * i).astype("float32"), 16000)
-        rows.append({"id": f"s{i}", "audio": f"wav/a{i}.wav", "text": f"hello world number {i}"})
-    rows.append({"id": "gone", "audio": "wav/gone.wav", "text": "x"})
-    path = tmp_path / "m.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    rows = noise_clips(tmp_path, 5, seed=1, first=12000, step=3000, text="hello world number {i}")
+    return write_jsonl(tmp_path / "m.jsonl", [*rows, {"id": "gone", "audio": "wav/gone.wav", "text": "x"}])
 
 
-def overrides(tiny_whisper_dir, manifest, *extra):
-    return ["model=whisper_hf", f"model.source={tiny_whisper_dir}", "dataset=manifest", f"dataset.path={manifest}",
-            "task.max_new_tokens=4", *extra]
-
-
-def cfg_for(tiny_whisper_dir, manifest, out, *extra):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="config",
-                       overrides=overrides(tiny_whisper_dir, manifest, f"output_dir={out}", *extra))
+#: the tiny Whisper on a manifest (``overrides(model_dir, manifest, *extra)``), and its run config
+#: writing into a folder (``cfg_for(model_dir, manifest, out, *extra)``): four decoded tokens
+overrides = partial(tiny_whisper_overrides, max_new_tokens=4)
+cfg_for = partial(tiny_whisper_run, max_new_tokens=4)
 
 
 def evaluation_keys(metrics):

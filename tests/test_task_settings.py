@@ -174,27 +174,18 @@ def test_a_dataset_pair_contradicting_the_task_pair_stops_before_the_model_loads
     assert cache.loads == 0 and not (tmp_path / "run" / "predictions.jsonl").exists()
 
 
-def test_an_x_to_english_pair_runs_end_to_end(covost, tmp_path, monkeypatch):
+def test_an_x_to_english_pair_runs_end_to_end(covost, tmp_path, prompts_seen):
     """fr_en through run.py's configs: the reader's languages, the prompt, 13a BLEU on English references."""
     import sacrebleu
 
-    from fastadasp.models.speech_lm import SpeechLM
-
-    seen: list[str] = []
-    original = SpeechLM.prepare
-
-    def spy(self, audios, prompt):
-        seen.extend([prompt] * len(audios) if isinstance(prompt, str) else prompt)
-        return original(self, audios, prompt)
-
-    monkeypatch.setattr(SpeechLM, "prepare", spy)
     cfg = compose_run("model=tiny_qwen2_audio", "task=st", "task.pair=fr_en", f"dataset.root={covost.root}",
                       "task.max_new_tokens=4", f"output_dir={tmp_path}")
     metrics = main(cfg, model_cache=ModelCache())
     rows = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert metrics["num_samples"] == len(rows) == 3 and metrics["dataset"]["pair"] == "fr_en"
     assert {r["reference"] for r in rows} == {v["text"] for v in covost.expected.values()}  # English references
-    assert seen and all(p.endswith("Detect the language and translate the speech into English: <|fr|>") for p in seen)
+    assert prompts_seen and all(p.endswith("Detect the language and translate the speech into English: <|fr|>")
+                                for p in prompts_seen)
     scores = metrics["metrics"]
     assert scores["tokenize"] == "13a" and scores["target_language"] == "en"
     rows.sort(key=lambda r: r["index"])

