@@ -80,8 +80,8 @@ tables: setup ## tables (Markdown + LaTeX) and plots from every metrics.json und
 notebook: setup ## run notebooks/analysis.py on results/ into notebooks/analysis.ipynb (git-ignored)
 	$(PY) -c "import jupytext, nbclient; nb = jupytext.read('notebooks/analysis.py'); nbclient.NotebookClient(nb, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); jupytext.write(nb, 'notebooks/analysis.ipynb')"
 
-results: data ## regenerate (or resume) the shipped Whisper tiny.en sweeps on both demo sets into results/runs (several hours on CPU)
-	bash scripts/reproduce_results.sh
+results: data ## regenerate (or resume) every shipped sweep (tiny.en and base, results/README.md) into results/runs (hours on CPU)
+	PY=$(PY) bash scripts/reproduce_all.sh
 
 merge: setup ## combine shard folders: make merge SHARDS="dir0 dir1 ..." OUT=dir
 	$(PY) -m fastadasp.run.merge $(SHARDS) --out $(OUT)
