@@ -42,7 +42,7 @@ test: data ## run the test suite (real-model tests included)
 test-fast: setup ## tests without the real Whisper tiny.en model
 	$(PY) -m pytest -q -m "not real_model"
 
-demo: data ## full tokens vs FastAdaSP dense at several budgets on the demo set
+demo: data ## full tokens vs FastAdaSP and baselines on 20 dense clips, WER intervals and paired differences (~2 min)
 	$(PY) scripts/demo.py
 
 bench: data ## Whisper tiny.en encoder speed: full vs flops=0.5, side by side

@@ -5,6 +5,7 @@ real measurements on a small synthetic set: thresholds, not results.
 """
 
 import functools
+import re
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,17 @@ def test_random_evict_is_worse_than_fastadasp_at_50_percent(results):
 def test_realised_flops_within_001_of_target_on_the_real_encoder(results, name, target):
     r = results[name]
     assert target - 0.01 <= r["flops_realized_min"] and r["flops_realized_max"] <= target + 0.01
+
+
+def test_make_demo_shows_dense_speech_with_intervals_and_paired_differences(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    demo.main(["--limit", "2", "--out", str(tmp_path)])
+    rows = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == len(demo.RUNS) and rows[0].startswith("| full tokens | 0.000 |")
+    assert all(re.search(r"\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]", r) for r in rows)  # each WER with its interval
+    assert all(re.search(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", r) for r in rows[1:])  # paired Δ
+    assert "padding" in capsys.readouterr().out  # why short padded clips flatter every method
