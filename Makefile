@@ -45,7 +45,7 @@ test-fast: setup ## tests without the real Whisper tiny.en model
 demo: data ## full tokens vs FastAdaSP and baselines on 20 dense clips, WER intervals and paired differences (~2 min)
 	$(PY) scripts/demo.py
 
-bench: data ## Whisper tiny.en encoder speed: full vs flops=0.5, side by side
+bench: data ## Whisper tiny.en and base encoder speed: full vs flops=0.5, side by side
 	$(PY) scripts/benchmark_whisper.py
 
 bench-llm: setup ## speech-LLM prefill/decode/batch/KV benchmark on a Qwen2-Audio-shaped random LLM (~10 min)

@@ -1,4 +1,9 @@
-"""Encoder speed (`make bench`): Whisper tiny.en, full tokens vs FLOPs reduction 0.5, side by side.
+"""Encoder speed (`make bench`): Whisper tiny.en and base, full tokens vs FLOPs reduction 0.5, side by side.
+
+    python scripts/benchmark_whisper.py [--models whisper_tiny_en whisper_base] [--repeats 7]
+
+Each model (a ``configs/model/`` name, composed and instantiated as ``run.py`` does) is measured
+on its own, all its variants side by side.
 
 All variants run in one process on the same utterances, interleaved: every
 repetition times each variant once per utterance (the variant order rotates
@@ -145,6 +150,8 @@ def op_counts(model: WhisperModel, features: list[torch.Tensor], flops: float) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["whisper_tiny_en", "whisper_base"],
+                        help="configs/model/ names of Whisper models (default: %(default)s)")
     parser.add_argument("--data", default=str(REPO / "data" / "demo_asr"), help="demo set folder (default: %(default)s)")
     parser.add_argument("--utterances", type=int, default=3, help="demo utterances, batch 1 (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repetitions (default: %(default)s)")
@@ -160,8 +167,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    model = WhisperModel()
     samples = demo_samples(args.data, limit=args.utterances)
+    results = {}
+    for name in args.models:
+        results[name] = bench_model(load_model(name), samples, args)
+    if args.json:
+        first = results[args.models[0]]  # the earlier single-model keys: the first model's
+        write_json(args.json, {**first, "models": results})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def load_model(name: str) -> WhisperModel:
+    """``configs/model/<name>.yaml`` instantiated as ``run.py`` does."""
+    from hydra import compose, initialize_config_dir
+
+    from fastadasp.run.instantiate import instantiate
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        node = compose("config", overrides=[f"model={name}"]).model
+    model = instantiate(node)
+    if not isinstance(model, WhisperModel):
+        raise SystemExit(f"--models {name}: not a Whisper model ({type(model).__name__})")
+    return model
+
+
+def bench_model(model: WhisperModel, samples: list, args: argparse.Namespace) -> dict:
+    """One model's table (or operator counts), printed; its numbers returned."""
     features = [model.featurize([s.load_audio(16000)]) for s in samples]
     print(f"{device_name()} | torch {torch.__version__} | {model.name} | {len(samples)} utterances (batch 1, padded "
           f"to 30 s = 1500 encoder tokens) | {args.repeats} repeats + {args.warmup} warm-up, interleaved | "
@@ -170,10 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = op_counts(model, features, args.flops)
         print(f"Operators per reducing layer (a GPU's path, counted on {device_name()})\n")
         print(markdown_table([{k: v for k, v in r.items() if k != "layers"} for r in rows], OP_COUNT_COLUMNS, ".3g"))
-        if args.json:
-            write_json(args.json, {"device": device_name(), "torch": torch.__version__, "model": model.name,
-                                   "flops_target": args.flops, "op_count": rows})
-        return 0
+        return {"device": device_name(), "torch": torch.__version__, "model": model.name,
+                "flops_target": args.flops, "op_count": rows}
     with torch.inference_mode():
         rows = bench_encoder(model, features, args.flops, args.repeats, args.warmup)
     table = [r | {"paired": f"{r['speedup_paired']['min']:.2f}-{r['speedup_paired']['max']:.2f}x",
@@ -188,13 +218,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{attn['probe_ms']:.1f} ms ({attn['probe_over_sdpa']:.2f}x), fused kernel + log-sum-exp + {attn['grouped_fraction']:.0%} of the keys' "
           f"mass {attn['lse_grouped_ms']:.1f} ms ({attn['lse_grouped_over_sdpa']:.2f}x); max relative difference of "
           f"the two masses {attn['max_rel_diff_lse_vs_probe']:.1e}.")
-    if args.json:
-        write_json(args.json, {"device": device_name(), "torch": torch.__version__, "model": model.name,
-                               "utterances": [s.id for s in samples], "repeats": args.repeats,
-                               "warmup": args.warmup, "flops_target": args.flops, "encoder": rows,
-                               "machinery_share": rows[1]["machinery_share_of_full"], "attention": attn})
-        print(f"wrote {args.json}")
-    return 0
+    print()
+    return {"device": device_name(), "torch": torch.__version__, "model": model.name,
+            "utterances": [s.id for s in samples], "repeats": args.repeats, "warmup": args.warmup,
+            "flops_target": args.flops, "encoder": rows, "machinery_share": rows[1]["machinery_share_of_full"],
+            "attention": attn}
 
 
 if __name__ == "__main__":
