@@ -96,6 +96,8 @@ CLAIMS: list[Claim] = [
     *[Claim(TINY, dense(f), dense(f, max_group_size=k)) for f in (0.3, 0.4, 0.5) for k in (2, 4, 8)],
     *[Claim(TINY, FULL, dense(f, max_group_size=k)) for f in (0.3, 0.4, 0.5) for k in (2, 4, 8)],
     *method_sweep("whisper_tiny_en demo_dense_large_noisy asr analytic", (0.3, 0.5)),
+    # the earlier 16-clip set, where the shipped claims came from
+    *method_sweep("whisper_tiny_en demo_dense asr analytic", (0.3, 0.4, 0.5)),
     *method_sweep("whisper_base demo_dense_large asr analytic", (0.1, 0.3, 0.5)),
     *method_sweep("whisper_base demo_multilingual st analytic", (0.3, 0.5)),
     *method_sweep("whisper_base demo_lid lid analytic", (0.3, 0.5)),
