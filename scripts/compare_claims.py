@@ -97,6 +97,7 @@ CLAIMS: list[Claim] = [
     # the chaining explanation: at most k tokens per group and layer, against the unbounded merge
     *[Claim(TINY, dense(f), dense(f, max_group_size=k)) for f in (0.3, 0.4, 0.5) for k in (2, 4, 8)],
     *[Claim(TINY, FULL, dense(f, max_group_size=k)) for f in (0.3, 0.4, 0.5) for k in (2, 4, 8)],
+    *[Claim(TINY, atome(f), dense(f, max_group_size=2)) for f in (0.3, 0.4, 0.5)],
     # the attention-weighted average against a plain mean with the same selection (merge_ave)
     Claim(TINY, dense(0.5), dense(0.5, weighted=False)),
     Claim("whisper_base demo_dense_large asr analytic", dense(0.5), dense(0.5, weighted=False)),
