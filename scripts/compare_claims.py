@@ -105,14 +105,16 @@ CLAIMS: list[Claim] = [
     # the earlier 16-clip set, where the shipped claims came from
     *method_sweep("whisper_tiny_en demo_dense asr analytic", (0.3, 0.4, 0.5)),
     *method_sweep("whisper_base demo_dense_large asr analytic", (0.1, 0.3, 0.5)),
-    *method_sweep("whisper_base demo_multilingual st analytic", (0.3, 0.5)),
+    *method_sweep("whisper_base demo_multilingual:es st analytic", (0.3, 0.5)),
     *method_sweep("whisper_base demo_lid lid analytic", (0.3, 0.5)),
 ]
 
 
 def find(runs: pd.DataFrame, group: str, run: Run) -> pd.Series | None:
-    model, dataset, task, cost = group.split()
+    model, dataset, task, cost = group.split()  # dataset[:split]
+    dataset, _, split = dataset.partition(":")  # demo_multilingual:es = its Spanish part
     sel = runs[(runs["model_config"] == model) & (runs["dataset"] == dataset) & (runs["task"] == task)
+               & ((runs["dataset_split"] == split) if split else True)
                & (runs["method"] == run.method) & ((runs["flops_target"] - run.flops).abs() < 1e-9)]
     if run.method != "none":
         sel = sel[sel["budget_model"] == cost]

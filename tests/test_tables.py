@@ -664,3 +664,15 @@ def test_recorded_intervals_are_shown_for_runs_without_predictions(tmp_path):
     assert "no per-sample record" in table.provenance_cells.set_index("row").loc["FastV", "vs_full"]
     plain = _by_name(build_tables(collect_runs([tmp_path]), include_paper=False, intervals=False), "methods_")
     assert plain.cells.loc["FastV", "10%"] == "**6.00**" and not plain.notes
+
+
+def test_the_language_parts_of_a_set_get_their_own_tables_named_by_language(tmp_path):
+    res = tmp_path / "res"
+    for lang, value in (("es", 20.0), ("de", 6.0)):
+        data = {"name": "demo_multilingual", "language": lang, "fingerprint": f"fp-{lang}"}
+        write_run(res, f"{lang}/full", "none", 0.0, value, recorded={"dataset": data})
+        write_run(res, f"{lang}/x", "fastv", 0.3, value - 1, settings={"start_layer": 1}, recorded={"dataset": data})
+    tables = [t for t in build_tables(collect_runs([res]), include_paper=False) if t.kind == "methods"]
+    assert sorted(re.sub(r"^methods_.*_asr_", "", t.name) for t in tables) == [
+        "demo_multilingual_de_analytic", "demo_multilingual_es_analytic"]
+    assert all(len(t.cells) == 2 for t in tables)  # each language's own full-token run and method run

@@ -164,7 +164,10 @@ def _dataset(record: dict) -> dict:
         return {"name": "unknown", "split": None, "fingerprint": None}
     if isinstance(data, str):
         return {"name": data, "split": None, "fingerprint": None}
-    return {"name": data.get("name", "unknown"), "split": data.get("split"), "fingerprint": data.get("fingerprint")}
+    # a set with one part per language (demo_multilingual, CoVoST's source language): the language
+    # tells its parts apart in the split, so tables of different languages never share a name
+    split = "_".join(str(x) for x in (data.get("split"), data.get("language")) if x) or None
+    return {"name": data.get("name", "unknown"), "split": split, "fingerprint": data.get("fingerprint")}
 
 
 def _check_run_fields(path: Path, record: Any) -> None:
