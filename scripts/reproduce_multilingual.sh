@@ -26,7 +26,7 @@ sweep() {  # sweep <folder> <task overrides...> -- every method
   for spec in "dense method=fastadasp_dense method.schedule=constant,decay" \
               "single_layer method=fastadasp_sparse,fastv method.layer=choice($LAYER)" \
               "atome method=atome method.cap_to_budget=true" \
-              "random method=random_merge,random_evict method.layer=$LAYER seed=$SEEDS"; do
+              "random method=random_merge,random_evict method.layer=choice($LAYER) seed=$SEEDS"; do
     name=${spec%% *}; args=${spec#* }
     # shellcheck disable=SC2086
     "$PY" run.py -m model=$MODEL batch_size=16 cost_model=analytic resume=true flops=$FLOPS "$@" $args \
