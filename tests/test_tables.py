@@ -559,12 +559,13 @@ def test_shipped_results_give_the_tables_they_gave_before_and_are_current():
             shown = cells.drop(columns=["TE", "TE rank"], errors="ignore").astype(str).values.ravel()
             measured = [c for c in shown if re.match(r"\**\d", c)]
             assert measured and all(re.search(r"\[-?\d+\.\d+, -?\d+\.\d+\]", c) for c in measured), table.name
-    now = build_tables(collect_runs([results]), collect_benchmarks([results]), collect_transfer_entropy([results]))
+    te_now = collect_transfer_entropy([results])
+    now = build_tables(collect_runs([results]), collect_benchmarks([results]), te_now)
     written = {p.name for p in (results / "tables").iterdir()}
     assert written == {f"{t.name}{suffix}" for t in now for suffix in (".md", ".tex")} | {"index.md"}
     index = (results / "tables" / "index.md").read_text()
-    assert all(f"({t.name}.md)" in index for t in tables)
-    plotted = {t.name for t in tables if t.kind in ("methods", "long_audio")} | {plots_module._te_name(t) for t in te}
+    assert all(f"({t.name}.md)" in index for t in now)
+    plotted = {t.name for t in now if t.kind in ("methods", "long_audio")} | {plots_module._te_name(t) for t in te_now}
     assert {p.stem for p in (results / "plots").glob("*.png")} == plotted
 
 
