@@ -23,15 +23,11 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from fastadasp.analysis.compare import compare_runs
 from fastadasp.models.whisper import WhisperModel
-from fastadasp.run.datasets import load_dataset
-from fastadasp.run.folder import dataset_fingerprint
 from fastadasp.run.instantiate import instantiate
-from fastadasp.run.runner import evaluate
-from fastadasp.tasks import Task
+from fastadasp.run.runner import evaluate, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,9 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     common = [f"dataset={args.dataset}", f"data_root={args.data_root}", f"limit={args.limit or 'null'}"]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         configs = [(label, compose("config", overrides=[*common, *overrides])) for label, overrides in RUNS]
-    base = configs[0][1]
-    task = Task.from_config(base.task, instantiate)
-    samples, _ = load_dataset(base.dataset, args.dataset)
+    # every check run.py makes before loading, and each run's identity, as run.py builds them
+    plans = [(label, cfg, prepare(cfg, args.dataset)) for label, cfg in configs]
+    base, samples = configs[0][1], plans[0][2].samples
     model = instantiate(base.model)  # loaded once, shared by all runs
     if not isinstance(model, WhisperModel):
         raise TypeError(f"the demo expects a WhisperModel, the config gave {type(model).__name__}")
@@ -88,15 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     model.encode(model.featurize([samples[0].load_audio(16000)]))  # warm-up: run 1's encoder time is not a cold start
 
     rows = []
-    for i, (label, cfg) in enumerate(configs):
+    for i, (label, cfg, plan) in enumerate(plans):
         folder = out_root / f"run{i}"
         shutil.rmtree(folder, ignore_errors=True)  # the demo's own scratch folders, rewritten each time
-        method, budget = instantiate(cfg.method), instantiate(cfg.cost_model)
-        # the identity run.py records (the task's node included), so that the folders can be compared and re-scored
-        identity = {"model": model.name, "task": OmegaConf.to_container(cfg.task, resolve=True),
-                    "method": method.describe(), "budget": OmegaConf.to_container(cfg.cost_model, resolve=True),
-                    "dataset": {"name": args.dataset, "fingerprint": dataset_fingerprint(samples)}}
-        metrics = evaluate(model, task, samples, method, budget, folder, batch_size=args.batch_size, identity=identity)
+        metrics = evaluate(model, plan.task, plan.samples, plan.method, plan.budget, folder,
+                           batch_size=args.batch_size, identity=plan.identity)
         row = {"label": label, "realised": metrics["flops_realized"], "wer": metrics["metrics"]["wer"],
                "wer_ci": metrics["metrics_interval"]["wer"], "collapsed": metrics["collapses"]["count"],
                "n": metrics["num_samples"], "encoder_ms": 1000.0 * metrics["mean_encoder_s"], "delta": None,
