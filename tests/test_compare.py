@@ -94,3 +94,13 @@ def test_the_cited_comparisons_are_computed_from_the_shipped_runs(tmp_path):
     assert len(rows) >= 50 and all(re.search(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] \| (differ|cannot tell apart)",
                                              r) for r in rows)
     assert "whisper_tiny_en demo_dense_large asr analytic: " not in text.split("## Not available")[-1]
+
+
+def test_runs_of_different_tasks_are_refused_naming_both_tasks(tmp_path):
+    a = write_asr_run(tmp_path, "a", dict(REFERENCES))
+    b = write_asr_run(tmp_path, "b", dict(REFERENCES))
+    settings = json.loads((b / "settings.json").read_text())
+    settings["task"]["name"] = "st"
+    (b / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ComparisonError, match=r"is a asr run and .* a st run; compare runs of one task"):
+        compare_runs(a, b)

@@ -58,6 +58,11 @@ def _load(run: Path, metric: str | None) -> tuple[dict, dict | None, str]:
     return settings, metrics, name
 
 
+def _task_name(settings: dict) -> str:
+    task = settings.get("task")
+    return str(task.get("name") if isinstance(task, dict) else task)
+
+
 def _check_samples(a: RunSamples, b: RunSamples, run_a: Path, run_b: Path) -> None:
     only_a, only_b = sorted(set(a.ids) - set(b.ids)), sorted(set(b.ids) - set(a.ids))
     if only_a or only_b:
@@ -80,6 +85,9 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, metric: str | None = N
     run_a, run_b = Path(run_a), Path(run_b)
     settings_a, metrics_a, name_a = _load(run_a, metric)
     settings_b, metrics_b, name_b = _load(run_b, metric)
+    task_a, task_b = (_task_name(settings) for settings in (settings_a, settings_b))
+    if task_a != task_b:
+        raise ComparisonError(f"{run_a} is a {task_a} run and {run_b} a {task_b} run; compare runs of one task")
     differ = _differences(scoring_settings(settings_a), scoring_settings(settings_b), "task")
     if differ:
         key, va, vb = differ[0]
